@@ -1,0 +1,429 @@
+//! The Automerge mapping: how profiles and month records sit in documents.
+//!
+//! Layout (schema 1). A records document, one per school per month:
+//! ```text
+//! { schema: 1, school: "2113000001", month: "2026-11",
+//!   attendance:  { "2026-11-03/3-2": Attendance, ... },
+//!   homework:    { "2026-11-03/3-2/数学/9f1c...": HomeworkItem, ... },
+//!   afterschool: { "2026-11-03/3-2": AfterSchool, ... },
+//!   findings:    { "2026-11-03/3-2": [Finding, ...], ... } }
+//! ```
+//! A profile document: `{ schema: 1, school, name, county, classes: { "3-2": ClassInfo } }`.
+//!
+//! Invariants:
+//! - Keys are deterministic (the same record entered twice has the same key), so re-entering or
+//!   re-importing updates in place and identical values produce no change at all.
+//! - Records are written one at a time (`reconcile_prop` on the record's key), never by
+//!   reconciling a whole map from a stale copy, which would delete records that arrived meanwhile.
+//! - Every replica creates a document's skeleton (root maps) with the same deterministic first
+//!   change ([`skeleton`]): same actor, same time, same ops, hence the same hash. Two machines that
+//!   start the same month offline therefore share one `attendance` map instead of two conflicting
+//!   ones, one of which would hide its records.
+//!
+//! This module does no IO; the caller loads and stores documents.
+
+use std::collections::BTreeMap;
+
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{ActorId, AutoCommit, ChangeHash, ObjType, ReadDoc, Value, ROOT};
+use autosurgeon::{hydrate_prop, reconcile_prop, Hydrate, Reconcile};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{date_key, DocId, DocKind};
+use crate::records::{AfterSchool, Attendance, ClassInfo, HomeworkItem, Profile};
+use crate::rules::Finding;
+
+/// Version of the document layout above; readers refuse documents with a newer one.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// The maps of a records document, in the order reports show them.
+pub const RECORD_MAPS: [&str; 3] = ["attendance", "homework", "afterschool"];
+
+/// Errors reading or writing records in a document.
+#[derive(Debug, thiserror::Error)]
+pub enum DocError {
+    #[error("document layout is broken: {0}")]
+    Hydrate(#[from] autosurgeon::HydrateError),
+    #[error("document write failed: {0}")]
+    Reconcile(#[from] autosurgeon::ReconcileError),
+    #[error("automerge: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+    #[error("document {doc} has schema {found}; this program reads up to {SCHEMA_VERSION}")]
+    NewerSchema { doc: String, found: u64 },
+    #[error("document is missing its {0} map")]
+    MissingMap(&'static str),
+}
+
+/// The deterministic actor of skeleton changes. It writes exactly one change per document, the
+/// same bytes on every replica, so it never produces a "duplicate seq".
+fn skeleton_actor() -> ActorId {
+    ActorId::from(b"schoolsync-skeleton-v1".as_slice())
+}
+
+/// A new document holding only the skeleton change, with its actor switched to `actor` for the
+/// changes that follow.
+pub fn skeleton(id: &DocId, actor: ActorId) -> Result<AutoCommit, DocError> {
+    let mut doc = AutoCommit::new().with_actor(skeleton_actor());
+    doc.put(ROOT, "schema", SCHEMA_VERSION)?;
+    doc.put(ROOT, "school", id.school.as_str())?;
+    match id.kind {
+        DocKind::Profile => {
+            doc.put_object(ROOT, "classes", ObjType::Map)?;
+        }
+        DocKind::Records(month) => {
+            doc.put(ROOT, "month", month.to_string())?;
+            for map in RECORD_MAPS.iter().chain(["findings"].iter()) {
+                doc.put_object(ROOT, *map, ObjType::Map)?;
+            }
+        }
+    }
+    doc.commit_with(
+        CommitOptions::default()
+            .with_time(0)
+            .with_message("skeleton"),
+    );
+    doc.set_actor(actor);
+    Ok(doc)
+}
+
+/// Refuses documents written by a newer schema.
+pub fn check_schema(id: &DocId, doc: &AutoCommit) -> Result<(), DocError> {
+    let found: Option<u64> = hydrate_prop(doc, ROOT, "schema")?;
+    match found {
+        Some(v) if v > SCHEMA_VERSION => Err(DocError::NewerSchema {
+            doc: id.to_string(),
+            found: v,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn map_id(doc: &AutoCommit, name: &'static str) -> Result<automerge::ObjId, DocError> {
+    match doc.get(ROOT, name)? {
+        Some((Value::Object(ObjType::Map), id)) => Ok(id),
+        _ => Err(DocError::MissingMap(name)),
+    }
+}
+
+/// Who recorded a change and in which user action: goes in the commit message as JSON, so the
+/// actor id can stay random per process (see SYNC.md on actor reuse).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitMeta {
+    pub school: String,
+    pub clerk: String,
+    pub machine: String,
+    /// The user action: `attendance record`, `import homework`, ...
+    pub action: String,
+}
+
+/// Commits pending operations as one change carrying `meta`; `None` when nothing changed.
+pub fn commit(doc: &mut AutoCommit, meta: &CommitMeta, now_ms: i64) -> Option<ChangeHash> {
+    let message = serde_json::to_string(meta).unwrap_or_default();
+    doc.commit_with(
+        CommitOptions::default()
+            .with_message(message)
+            .with_time(now_ms),
+    )
+}
+
+/// Key of a class-day record (attendance, after-school, findings): `2026-11-03/3-2`.
+pub fn class_day_key(date: chrono::NaiveDate, class: &crate::ids::ClassId) -> String {
+    format!("{}/{}", date_key(date), class)
+}
+
+/// Key of a homework item: class-day, subject and a hash of the content, so entering the same
+/// assignment twice updates it, while two assignments in one subject stay apart.
+pub fn homework_key(item: &HomeworkItem) -> String {
+    // FNV-1a, 64 bits: stable across platforms and versions, unlike `DefaultHasher`.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in item.content.trim().as_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!(
+        "{}/{}/{hash:016x}",
+        class_day_key(item.date.0, &item.class),
+        item.subject
+    )
+}
+
+fn put<R: Reconcile>(
+    doc: &mut AutoCommit,
+    map: &'static str,
+    key: &str,
+    value: &R,
+) -> Result<(), DocError> {
+    let obj = map_id(doc, map)?;
+    reconcile_prop(doc, &obj, key, value)?;
+    Ok(())
+}
+
+pub fn put_attendance(doc: &mut AutoCommit, record: &Attendance) -> Result<(), DocError> {
+    put(
+        doc,
+        "attendance",
+        &class_day_key(record.date.0, &record.class),
+        record,
+    )
+}
+
+pub fn put_homework(doc: &mut AutoCommit, item: &HomeworkItem) -> Result<(), DocError> {
+    put(doc, "homework", &homework_key(item), item)
+}
+
+pub fn put_afterschool(doc: &mut AutoCommit, record: &AfterSchool) -> Result<(), DocError> {
+    put(
+        doc,
+        "afterschool",
+        &class_day_key(record.date.0, &record.class),
+        record,
+    )
+}
+
+/// Stores a class-day's findings; an empty list removes the entry.
+pub fn put_findings(doc: &mut AutoCommit, key: &str, findings: &[Finding]) -> Result<(), DocError> {
+    let obj = map_id(doc, "findings")?;
+    if findings.is_empty() {
+        if doc.get(&obj, key)?.is_some() {
+            doc.delete(&obj, key)?;
+        }
+        Ok(())
+    } else {
+        reconcile_prop(doc, &obj, key, findings.to_vec())?;
+        Ok(())
+    }
+}
+
+pub fn put_class(doc: &mut AutoCommit, class: &ClassInfo) -> Result<(), DocError> {
+    put(doc, "classes", class.class.as_str(), class)
+}
+
+/// Sets the profile's name and county (the school id is in the skeleton).
+pub fn put_identity(doc: &mut AutoCommit, name: &str, county: &str) -> Result<(), DocError> {
+    reconcile_prop(doc, ROOT, "name", name)?;
+    reconcile_prop(doc, ROOT, "county", county)?;
+    Ok(())
+}
+
+pub fn read_profile(doc: &AutoCommit) -> Result<Profile, DocError> {
+    Ok(autosurgeon::hydrate(doc)?)
+}
+
+/// All records of a month document, with their stored findings.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MonthRecords {
+    pub attendance: BTreeMap<String, Attendance>,
+    pub homework: BTreeMap<String, HomeworkItem>,
+    pub afterschool: BTreeMap<String, AfterSchool>,
+    pub findings: BTreeMap<String, Vec<Finding>>,
+}
+
+impl MonthRecords {
+    pub fn len(&self) -> usize {
+        self.attendance.len() + self.homework.len() + self.afterschool.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn hydrate_map<T: Hydrate>(
+    doc: &AutoCommit,
+    name: &'static str,
+) -> Result<BTreeMap<String, T>, DocError> {
+    Ok(hydrate_prop::<_, Option<BTreeMap<String, T>>, _, _>(doc, ROOT, name)?.unwrap_or_default())
+}
+
+pub fn read_month(doc: &AutoCommit) -> Result<MonthRecords, DocError> {
+    Ok(MonthRecords {
+        attendance: hydrate_map(doc, "attendance")?,
+        homework: hydrate_map(doc, "homework")?,
+        afterschool: hydrate_map(doc, "afterschool")?,
+        findings: hydrate_map(doc, "findings")?,
+    })
+}
+
+/// Two or more values written concurrently at one place, none of them lost: Automerge keeps them
+/// all and picks one deterministically as the visible winner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    /// `attendance`, `homework`, `afterschool` or `classes`.
+    pub map: String,
+    /// The record key.
+    pub key: String,
+    /// The field in conflict, or `None` when whole records were created concurrently.
+    pub field: Option<String>,
+    /// Every value, rendered as JSON text, the visible winner first.
+    pub values: Vec<String>,
+}
+
+fn render(doc: &AutoCommit, value: &Value<'_>, obj: &automerge::ObjId) -> serde_json::Value {
+    match value {
+        Value::Scalar(s) => match s.as_ref() {
+            automerge::ScalarValue::Str(t) => serde_json::Value::String(t.to_string()),
+            automerge::ScalarValue::Int(i) => (*i).into(),
+            automerge::ScalarValue::Uint(u) => (*u).into(),
+            automerge::ScalarValue::Boolean(b) => (*b).into(),
+            automerge::ScalarValue::Null => serde_json::Value::Null,
+            other => serde_json::Value::String(other.to_string()),
+        },
+        Value::Object(ObjType::Map) => {
+            let mut out = serde_json::Map::new();
+            for key in doc.keys(obj) {
+                if let Ok(Some((v, id))) = doc.get(obj, key.as_str()) {
+                    out.insert(key, render(doc, &v, &id));
+                }
+            }
+            serde_json::Value::Object(out)
+        }
+        Value::Object(_) => {
+            let mut out = Vec::new();
+            for i in 0..doc.length(obj) {
+                if let Ok(Some((v, id))) = doc.get(obj, i) {
+                    out.push(render(doc, &v, &id));
+                }
+            }
+            serde_json::Value::Array(out)
+        }
+    }
+}
+
+/// Every conflict among the records of `maps` (record-level and field-level).
+pub fn conflicts(doc: &AutoCommit, maps: &[&'static str]) -> Result<Vec<Conflict>, DocError> {
+    let mut out = Vec::new();
+    for &map in maps {
+        let Ok(map_obj) = map_id(doc, map) else {
+            continue;
+        };
+        for key in doc.keys(&map_obj).collect::<Vec<_>>() {
+            let all = doc.get_all(&map_obj, key.as_str())?;
+            if all.len() > 1 {
+                out.push(Conflict {
+                    map: map.to_owned(),
+                    key: key.clone(),
+                    field: None,
+                    values: all
+                        .iter()
+                        .map(|(v, id)| render(doc, v, id).to_string())
+                        .collect(),
+                });
+                continue;
+            }
+            let Some((Value::Object(ObjType::Map), record)) = all.into_iter().next() else {
+                continue;
+            };
+            for field in doc.keys(&record).collect::<Vec<_>>() {
+                let values = doc.get_all(&record, field.as_str())?;
+                if values.len() > 1 {
+                    out.push(Conflict {
+                        map: map.to_owned(),
+                        key: key.clone(),
+                        field: Some(field),
+                        values: values
+                            .iter()
+                            .map(|(v, id)| render(doc, v, id).to_string())
+                            .collect(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{parse_date, Month, SchoolId};
+    use crate::records::{Attendance, Day};
+
+    fn id() -> DocId {
+        let school: SchoolId = "2113000001".parse().unwrap();
+        DocId::records(
+            &school,
+            Month {
+                year: 2026,
+                month: 11,
+            },
+        )
+    }
+
+    fn meta() -> CommitMeta {
+        CommitMeta {
+            school: "2113000001".into(),
+            clerk: "王老师".into(),
+            machine: "pc1".into(),
+            action: "test".into(),
+        }
+    }
+
+    fn record(present: u32) -> Attendance {
+        Attendance {
+            date: Day(parse_date("2026-11-03").unwrap()),
+            class: "3-2".parse().unwrap(),
+            expected: 40,
+            present,
+            sick: 40 - present,
+            personal: 0,
+            other: 0,
+            symptoms: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn skeletons_are_identical_on_every_replica() {
+        let mut a = skeleton(&id(), ActorId::random()).unwrap();
+        let mut b = skeleton(&id(), ActorId::random()).unwrap();
+        assert_eq!(a.get_heads(), b.get_heads());
+        put_attendance(&mut a, &record(40)).unwrap();
+        commit(&mut a, &meta(), 1);
+        put_attendance(&mut b, &record(39)).unwrap();
+        commit(&mut b, &meta(), 2);
+        a.merge(&mut b).unwrap();
+        // One shared attendance map: both writes are visible as one record in conflict.
+        let records = read_month(&a).unwrap();
+        assert_eq!(records.attendance.len(), 1);
+        let found = conflicts(&a, &RECORD_MAPS).unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].key, "2026-11-03/3-2");
+        assert_eq!(found[0].values.len(), 2);
+    }
+
+    #[test]
+    fn rewriting_identical_values_makes_no_change() {
+        let mut doc = skeleton(&id(), ActorId::random()).unwrap();
+        put_attendance(&mut doc, &record(40)).unwrap();
+        assert!(commit(&mut doc, &meta(), 1).is_some());
+        put_attendance(&mut doc, &record(40)).unwrap();
+        assert!(commit(&mut doc, &meta(), 2).is_none());
+        put_attendance(&mut doc, &record(38)).unwrap();
+        assert!(commit(&mut doc, &meta(), 3).is_some());
+        assert_eq!(
+            read_month(&doc).unwrap().attendance["2026-11-03/3-2"].present,
+            38
+        );
+        let change = doc.get_last_local_change().unwrap();
+        let meta_back: CommitMeta = serde_json::from_str(change.message().unwrap()).unwrap();
+        assert_eq!(meta_back.clerk, "王老师");
+    }
+
+    #[test]
+    fn concurrent_field_edits_are_conflicts_not_losses() {
+        let mut a = skeleton(&id(), ActorId::random()).unwrap();
+        put_attendance(&mut a, &record(40)).unwrap();
+        commit(&mut a, &meta(), 1);
+        let mut b = a.fork();
+        put_attendance(&mut a, &record(39)).unwrap();
+        commit(&mut a, &meta(), 2);
+        put_attendance(&mut b, &record(38)).unwrap();
+        commit(&mut b, &meta(), 3);
+        a.merge(&mut b).unwrap();
+        let found = conflicts(&a, &RECORD_MAPS).unwrap();
+        let fields: Vec<_> = found.iter().filter_map(|c| c.field.clone()).collect();
+        assert_eq!(fields, vec!["present".to_owned(), "sick".to_owned()]);
+        let mut values = found[0].values.clone();
+        values.sort();
+        assert_eq!(values, vec!["38".to_owned(), "39".to_owned()]);
+    }
+}
