@@ -1,1 +1,14 @@
-//! placeholder
+//! The school side of schoolsync: a clerk's records captured offline into an embedded store of
+//! Automerge documents.
+//!
+//! Reading order: [`kv`] (storage trait, sled engine) → [`store`] (documents as snapshot plus
+//! changes) → [`app`] (user actions and readings) → [`import`] (CSV) → [`cli`] (arguments, output,
+//! exit codes). Rules and the document layout come from `schoolsync-protocol`.
+//! Not here yet: syncing upstream (see ARCHITECTURE.md).
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod import;
+pub mod kv;
+pub mod store;

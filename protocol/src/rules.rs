@@ -196,7 +196,12 @@ impl Finding {
 
     /// The finding in words.
     pub fn message(&self, lang: Lang) -> String {
-        let (v, l, d) = (self.value, self.limit, self.detail.as_str());
+        let (v, l) = (self.value, self.limit);
+        let d = match crate::records::Symptom::parse(&self.detail) {
+            Some(symptom) => symptom.label(lang).to_owned(),
+            None if self.detail == "?" => lang.pick("未分症状", "unspecified symptoms").to_owned(),
+            None => self.detail.clone(),
+        };
         let Some(code) = self.code() else {
             return format!("{} ({v}/{l}) {d}", self.code);
         };
@@ -239,7 +244,7 @@ impl Finding {
                 "after-school content includes a new lesson, which is not allowed".to_owned()
             }
             (IllnessClusterDay, Lang::Zh) => {
-                format!("因病缺课聚集：同日 {v} 人症状为“{d}”（阈值 {l} 人）")
+                format!("因病缺课聚集：同日 {v} 人因病缺课，症状：{d}（阈值 {l} 人）")
             }
             (IllnessClusterDay, Lang::En) => {
                 format!("illness cluster: {v} absent with {d} on one day (threshold {l})")

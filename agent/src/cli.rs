@@ -1,0 +1,877 @@
+//! The `schoolsync-agent` command line: argument parsing, output in Chinese or English (or JSON),
+//! and documented exit codes. The actions themselves are in `app`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use schoolsync_protocol::ids::{parse_date, ClassId};
+use schoolsync_protocol::records::{
+    count, homework_minutes, AfterSchool, Attendance, ClassInfo, Clock, Day, HomeworkItem,
+    HomeworkType, Layer, Place, Symptom,
+};
+use schoolsync_protocol::{HardError, Lang};
+
+use crate::app::{error_message, Actor, Agent, AppError, ClassReport, NewRecord, Written};
+use crate::config::{Config, CONFIG_FILE};
+use crate::import::{self, Kind};
+use crate::store::DocStore;
+
+/// Exit codes, stable for scripts.
+pub mod exit {
+    /// Done.
+    pub const OK: u8 = 0;
+    /// An unexpected internal error (a bug: please report it).
+    pub const INTERNAL: u8 = 1;
+    /// The command line is wrong (unknown command, missing or malformed flag).
+    pub const USAGE: u8 = 2;
+    /// Refused: a record breaks a hard rule, or an import file has bad rows. Nothing was written.
+    pub const REFUSED: u8 = 3;
+    /// The data directory has no school yet (run `init`), or belongs to another school.
+    pub const NOT_INITIALISED: u8 = 4;
+    /// The store is in use by another schoolsync-agent process.
+    pub const STORE_LOCKED: u8 = 5;
+    /// The store could not be read or written (disk error, damaged file).
+    pub const STORE_ERROR: u8 = 6;
+    /// An input file or the configuration file cannot be read or used.
+    pub const INPUT_ERROR: u8 = 7;
+}
+
+const AFTER_HELP: &str = "\
+Exit codes / 退出码:
+  0  done / 成功
+  2  wrong command line / 命令行有误
+  3  refused: a hard rule is broken or an import file has bad rows; nothing was written
+     / 数据不合规或导入文件有错误行，未写入任何数据
+  4  no school in this data directory yet (run init) / 尚未初始化
+  5  another schoolsync-agent is using the data directory / 数据目录正被占用
+  6  the store cannot be read or written / 数据存储出错
+  7  an input file or the configuration cannot be read / 文件或配置无法读取
+
+Example / 示例:
+  schoolsync-agent init --school 2113000001 --county 130821 --name 承德县第一小学
+  schoolsync-agent class add --class 3-2 --grade 3 --enrolled 45
+  schoolsync-agent attendance record --date 2026-11-03 --class 3-2 --expected 45 --present 43 --sick 2
+  schoolsync-agent import attendance 出勤.csv
+  schoolsync-agent report --date 2026-11-03";
+
+/// schoolsync-agent: records a school's daily data (attendance, homework publicity, after-school
+/// service) on this computer, with or without a network.
+///
+/// 学校端：在本机登记每日出勤、作业公示和课后服务数据，无网络也能使用。
+#[derive(Debug, Parser)]
+#[command(name = "schoolsync-agent", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Where the data lives (default: the system's application-data folder).
+    /// 数据目录（默认：系统的应用数据目录）
+    #[arg(long, global = true, env = "SCHOOLSYNC_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Configuration file (default: agent.toml in the data directory). 配置文件
+    #[arg(long, global = true, env = "SCHOOLSYNC_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Message language (default: from the system locale). 提示语言
+    #[arg(long, global = true, env = "SCHOOLSYNC_LANG", value_parser = ["zh", "en"])]
+    pub lang: Option<String>,
+    /// Who is entering data, recorded with every change (default: the system user name).
+    /// 录入人（默认：系统用户名）
+    #[arg(long, global = true, env = "SCHOOLSYNC_CLERK")]
+    pub clerk: Option<String>,
+    /// Print machine-readable JSON instead of text. 输出 JSON
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Register this computer's school (once). 登记本校（只需一次）
+    Init(InitArgs),
+    /// Classes of the school. 班级管理
+    #[command(subcommand)]
+    Class(ClassCommand),
+    /// Daily attendance. 每日出勤
+    #[command(subcommand)]
+    Attendance(AttendanceCommand),
+    /// Homework publicity. 作业公示
+    #[command(subcommand)]
+    Homework(HomeworkCommand),
+    /// After-school service. 课后服务
+    #[command(subcommand)]
+    Afterschool(AfterschoolCommand),
+    /// Import a CSV file saved from Excel or WPS (all rows or none). 从 CSV 文件导入（全部成功才写入）
+    Import(ImportArgs),
+    /// A day's records and policy findings, per class. 某日各班数据和政策提示
+    Report {
+        /// The day, e.g. 2026-11-03. 日期
+        #[arg(long)]
+        date: String,
+    },
+    /// Documents in the store. 本机存储的文档
+    List,
+    /// The school, the store and the last change. 状态
+    Status,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// 10-digit school identifier (学校标识码).
+    #[arg(long)]
+    pub school: String,
+    /// 6-digit county code (县区代码), e.g. 130821 承德县.
+    #[arg(long)]
+    pub county: String,
+    /// School name (学校名称).
+    #[arg(long)]
+    pub name: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClassCommand {
+    /// Add a class or change its grade and enrolment. 添加或修改班级
+    Add {
+        /// Class name, e.g. 3-2 or 三年级2班. 班级
+        #[arg(long)]
+        class: String,
+        /// Grade 1-9 (7-9 = 初一..初三). 年级
+        #[arg(long)]
+        grade: String,
+        /// Pupils enrolled. 在籍人数
+        #[arg(long, allow_negative_numbers = true)]
+        enrolled: i64,
+    },
+    /// List classes. 班级列表
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AttendanceCommand {
+    /// Record one class's attendance for one day (a second entry replaces the first).
+    /// 登记一个班一天的出勤（再次登记将覆盖）
+    Record {
+        #[arg(long)]
+        date: String,
+        #[arg(long)]
+        class: String,
+        /// Expected (应到).
+        #[arg(long, allow_negative_numbers = true)]
+        expected: i64,
+        /// Present (实到).
+        #[arg(long, allow_negative_numbers = true)]
+        present: i64,
+        /// Absent for illness (因病缺课).
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        sick: i64,
+        /// Absent on personal leave (事假).
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        personal: i64,
+        /// Absent for other reasons (其他).
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        other: i64,
+        /// Illness absences with a symptom, e.g. --symptom fever=2 (发热/咳嗽/腹泻/呕吐/皮疹).
+        #[arg(long, value_name = "SYMPTOM=N")]
+        symptom: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HomeworkCommand {
+    /// Publish one homework item (the same subject and content again updates it).
+    /// 登记一项作业（同学科同内容再次登记将更新）
+    Add {
+        #[arg(long)]
+        date: String,
+        #[arg(long)]
+        class: String,
+        /// Subject (学科), e.g. 数学.
+        #[arg(long)]
+        subject: String,
+        /// Estimated minutes to complete (预计完成时间).
+        #[arg(long, allow_negative_numbers = true)]
+        minutes: i64,
+        /// written|practical|reading|sports|arts|labour|other (书面/实践/阅读/体育/艺术/劳动/其他).
+        #[arg(long = "type", default_value = "written")]
+        kind: String,
+        /// Done at home (default). 家庭完成（默认）
+        #[arg(long, conflicts_with = "in_school")]
+        at_home: bool,
+        /// Done in school. 校内完成
+        #[arg(long)]
+        in_school: bool,
+        /// required|optional (必做/选做).
+        #[arg(long, default_value = "required")]
+        layer: String,
+        /// What the homework is (作业内容).
+        #[arg(long, default_value = "")]
+        content: String,
+        /// Teacher who set it (布置教师).
+        #[arg(long)]
+        teacher: Option<String>,
+    },
+    /// Show a day's homework and its review state; with --by, mark it reviewed.
+    /// 查看某日作业审核状态；加 --by 则标记为已审核
+    Review {
+        #[arg(long)]
+        date: String,
+        /// Only this class. 仅此班级
+        #[arg(long)]
+        class: Option<String>,
+        /// Reviewer's name: marks the items reviewed. 审核人
+        #[arg(long)]
+        by: Option<String>,
+        /// Also mark them published to parents. 同时标记为已公示
+        #[arg(long, requires = "by")]
+        publish: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AfterschoolCommand {
+    /// Record one class's after-school session for one day. 登记一个班一天的课后服务
+    Record {
+        #[arg(long)]
+        date: String,
+        #[arg(long)]
+        class: String,
+        /// Pupils taking part (参加人数).
+        #[arg(long, allow_negative_numbers = true)]
+        participants: i64,
+        /// Start time HH:MM (开始时间).
+        #[arg(long)]
+        start: String,
+        /// End time HH:MM (结束时间).
+        #[arg(long)]
+        end: String,
+        /// Content types, e.g. 作业辅导、社团 (homework-help,clubs,...).
+        #[arg(long, default_value = "")]
+        content: String,
+        /// Teachers taking part (教师人数).
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        teachers: i64,
+        /// Outside staff (校外人员).
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        outside_staff: i64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// What the file holds. 文件内容
+    #[arg(value_enum)]
+    pub kind: Kind,
+    /// CSV file (UTF-8 or GBK; headers in English or Chinese, see README). CSV 文件
+    pub file: PathBuf,
+}
+
+/// Runs the CLI with the process's arguments and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    ExitCode::from(run(cli))
+}
+
+fn system_lang() -> Lang {
+    sys_locale::get_locale().map_or(Lang::Zh, |l| Lang::from_locale(&l))
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn default_data_dir() -> PathBuf {
+    directories::ProjectDirs::from("cn", "schoolsync", "schoolsync").map_or_else(
+        || PathBuf::from("schoolsync-data"),
+        |d| d.data_dir().to_owned(),
+    )
+}
+
+fn os_user() -> String {
+    std::env::var("USERNAME")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// Runs a parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> u8 {
+    let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
+    let config_path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| data_dir.join(CONFIG_FILE));
+    let early_lang = cli
+        .lang
+        .as_deref()
+        .map_or_else(system_lang, Lang::from_locale);
+    let config = match Config::load(&config_path, cli.config.is_some()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "{}",
+                early_lang.pick(&format!("配置文件无法使用：{e}"), &e.to_string())
+            );
+            return exit::INPUT_ERROR;
+        }
+    };
+    let lang = match cli.lang.as_deref() {
+        Some(l) => Lang::from_locale(l),
+        None => config.lang.unwrap_or_else(system_lang),
+    };
+    let clerk = cli
+        .clerk
+        .clone()
+        .or_else(|| config.clerk.clone())
+        .unwrap_or_else(os_user);
+    let machine = gethostname::gethostname().to_string_lossy().into_owned();
+    if let Err(e) = std::fs::create_dir_all(&data_dir) {
+        eprintln!(
+            "{}: {} ({e})",
+            lang.pick("无法创建数据目录", "cannot create the data directory"),
+            data_dir.display()
+        );
+        return exit::STORE_ERROR;
+    }
+    let store = match DocStore::open(&data_dir.join("store")) {
+        Ok(s) => s,
+        Err(e) => return report_error(&AppError::Store(e), lang),
+    };
+    let agent = Agent::new(store, config, Actor { clerk, machine });
+    let out = Output {
+        lang,
+        json: cli.json,
+    };
+    match execute(&agent, cli.command, &out) {
+        Ok(()) => exit::OK,
+        Err(e) => report_error(&e, lang),
+    }
+}
+
+fn report_error(e: &AppError, lang: Lang) -> u8 {
+    eprintln!("{}", error_message(e, lang));
+    if let AppError::ImportRefused(rows) = e {
+        for row in rows {
+            let column = row.column.as_deref().map(|c| match lang {
+                Lang::Zh => format!("“{c}”列"),
+                Lang::En => format!("column {c:?}"),
+            });
+            match lang {
+                Lang::Zh => eprintln!(
+                    "  第 {} 行{}：{}",
+                    row.line,
+                    column.unwrap_or_default(),
+                    row.reason
+                ),
+                Lang::En => eprintln!(
+                    "  line {}{}: {}",
+                    row.line,
+                    column.map(|c| format!(", {c}")).unwrap_or_default(),
+                    row.reason
+                ),
+            }
+        }
+    }
+    use crate::kv::KvError;
+    use crate::store::StoreError;
+    match e {
+        AppError::NotInitialised | AppError::OtherSchool { .. } => exit::NOT_INITIALISED,
+        AppError::Refused(_) | AppError::ImportRefused(_) => exit::REFUSED,
+        AppError::FileUnreadable { .. } => exit::INPUT_ERROR,
+        AppError::Store(StoreError::Kv(KvError::Locked { .. })) => exit::STORE_LOCKED,
+        AppError::Store(_) => exit::STORE_ERROR,
+    }
+}
+
+struct Output {
+    lang: Lang,
+    json: bool,
+}
+
+impl Output {
+    fn json<T: serde::Serialize>(&self, value: &T) {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
+    }
+
+    fn written(&self, w: &Written, zh: &str, en: &str) {
+        if self.json {
+            return self.json(w);
+        }
+        let note = if w.changes == 0 {
+            self.lang.pick(
+                "（内容与已保存的相同，未作修改）",
+                " (identical to what was saved: nothing changed)",
+            )
+        } else {
+            ""
+        };
+        println!("{}{note}", self.lang.pick(zh, en));
+        for (key, finding) in &w.findings {
+            println!(
+                "  {} {key}: {}",
+                self.lang.pick("提示", "finding"),
+                finding.message(self.lang)
+            );
+        }
+    }
+}
+
+fn class_id(text: &str) -> Result<ClassId, AppError> {
+    Ok(text.parse()?)
+}
+
+fn date(text: &str) -> Result<Day, AppError> {
+    Ok(Day(parse_date(text)?))
+}
+
+fn execute(agent: &Agent, command: Command, out: &Output) -> Result<(), AppError> {
+    let lang = out.lang;
+    match command {
+        Command::Init(a) => {
+            let w = agent.init(&a.school, &a.county, &a.name, now_ms())?;
+            out.written(
+                &w,
+                &format!("已登记学校 {} {}", a.school, a.name),
+                &format!("school {} {} registered", a.school, a.name),
+            );
+        }
+        Command::Class(ClassCommand::Add {
+            class,
+            grade,
+            enrolled,
+        }) => {
+            let grade = schoolsync_protocol::records::parse_grade(&grade)?;
+            let info = ClassInfo::new(class_id(&class)?, grade, enrolled)?;
+            let w = agent.add_classes(std::slice::from_ref(&info), "class add", now_ms())?;
+            out.written(
+                &w,
+                &format!("已保存班级 {class}"),
+                &format!("class {class} saved"),
+            );
+        }
+        Command::Class(ClassCommand::List) => {
+            let profile = agent.profile()?;
+            let mut classes: Vec<_> = profile.classes.values().collect();
+            classes.sort_by(|a, b| (a.grade, &a.class).cmp(&(b.grade, &b.class)));
+            if out.json {
+                out.json(&classes);
+                return Ok(());
+            }
+            println!(
+                "{}",
+                lang.pick("班级\t年级\t在籍人数", "class\tgrade\tenrolled")
+            );
+            for c in classes {
+                println!("{}\t{}\t{}", c.class, c.grade, c.enrolled);
+            }
+        }
+        Command::Attendance(AttendanceCommand::Record {
+            date: d,
+            class,
+            expected,
+            present,
+            sick,
+            personal,
+            other,
+            symptom,
+        }) => {
+            let mut symptoms = std::collections::BTreeMap::new();
+            for s in &symptom {
+                let (name, n) = s.split_once('=').ok_or_else(|| HardError::Invalid {
+                    field: "symptom",
+                    text: s.clone(),
+                })?;
+                let code = Symptom::parse(name).ok_or_else(|| HardError::Invalid {
+                    field: "symptom",
+                    text: name.to_owned(),
+                })?;
+                let n: i64 = n.trim().parse().map_err(|_| HardError::Invalid {
+                    field: "symptom",
+                    text: s.clone(),
+                })?;
+                symptoms.insert(code.code().to_owned(), count("sick", n)?);
+            }
+            let record = Attendance {
+                date: date(&d)?,
+                class: class_id(&class)?,
+                expected: count("expected", expected)?,
+                present: count("present", present)?,
+                sick: count("sick", sick)?,
+                personal: count("personal", personal)?,
+                other: count("other", other)?,
+                symptoms,
+            };
+            let w = agent.write_records(
+                &[NewRecord::Attendance(record)],
+                "attendance record",
+                now_ms(),
+            )?;
+            out.written(
+                &w,
+                &format!("已保存 {class} 班 {d} 出勤"),
+                &format!("attendance of {class} on {d} saved"),
+            );
+        }
+        Command::Homework(HomeworkCommand::Add {
+            date: d,
+            class,
+            subject,
+            minutes,
+            kind,
+            at_home: _,
+            in_school,
+            layer,
+            content,
+            teacher,
+        }) => {
+            let item = HomeworkItem {
+                date: date(&d)?,
+                class: class_id(&class)?,
+                subject: schoolsync_protocol::records::text("subject", &subject, true)?,
+                content: schoolsync_protocol::records::text("content", &content, false)?,
+                kind: HomeworkType::parse(&kind).ok_or(HardError::Invalid {
+                    field: "type",
+                    text: kind.clone(),
+                })?,
+                layer: Layer::parse(&layer).ok_or(HardError::Invalid {
+                    field: "layer",
+                    text: layer.clone(),
+                })?,
+                place: if in_school {
+                    Place::InSchool
+                } else {
+                    Place::AtHome
+                },
+                minutes: homework_minutes(minutes)?,
+                teacher: teacher
+                    .map(|t| schoolsync_protocol::records::text("teacher", &t, false))
+                    .transpose()?
+                    .filter(|t| !t.is_empty()),
+                review: None,
+                published: false,
+            };
+            let w = agent.write_records(&[NewRecord::Homework(item)], "homework add", now_ms())?;
+            out.written(
+                &w,
+                &format!("已保存 {class} 班 {d} {subject}作业"),
+                &format!("{subject} homework of {class} on {d} saved"),
+            );
+        }
+        Command::Homework(HomeworkCommand::Review {
+            date: d,
+            class,
+            by,
+            publish,
+        }) => {
+            let day = date(&d)?;
+            let class = class.as_deref().map(class_id).transpose()?;
+            if let Some(by) = by {
+                let w = agent.review_homework(day.0, class.as_ref(), &by, publish, now_ms())?;
+                out.written(
+                    &w,
+                    &format!("已审核 {} 项作业", w.records),
+                    &format!("{} homework items reviewed", w.records),
+                );
+            } else {
+                let items: Vec<HomeworkItem> = agent
+                    .report(day.0)?
+                    .into_iter()
+                    .filter(|r| class.as_ref().is_none_or(|c| *c == r.class.class))
+                    .flat_map(|r| r.homework)
+                    .collect();
+                if out.json {
+                    out.json(&items);
+                    return Ok(());
+                }
+                for h in &items {
+                    let state = match (&h.review, h.published) {
+                        (None, _) => lang.pick("未审核", "not reviewed").to_owned(),
+                        (Some(r), false) => format!(
+                            "{} {}",
+                            lang.pick("已审核，未公示", "reviewed, not published"),
+                            r.by
+                        ),
+                        (Some(r), true) => format!(
+                            "{} {}",
+                            lang.pick("已审核并公示", "reviewed and published"),
+                            r.by
+                        ),
+                    };
+                    println!(
+                        "{}\t{}\t{}\t{}min\t{}",
+                        h.class, h.subject, h.content, h.minutes, state
+                    );
+                }
+            }
+        }
+        Command::Afterschool(AfterschoolCommand::Record {
+            date: d,
+            class,
+            participants,
+            start,
+            end,
+            content,
+            teachers,
+            outside_staff,
+        }) => {
+            let record = AfterSchool {
+                date: date(&d)?,
+                class: class_id(&class)?,
+                enrolled: 0,
+                participants: count("participants", participants)?,
+                start: Clock::parse("start", &start)?,
+                end: Clock::parse("end", &end)?,
+                content: import::service_content(&content)?,
+                teachers: count("teachers", teachers)?,
+                outside_staff: count("outside_staff", outside_staff)?,
+            };
+            let w = agent.write_records(
+                &[NewRecord::AfterSchool(record)],
+                "afterschool record",
+                now_ms(),
+            )?;
+            out.written(
+                &w,
+                &format!("已保存 {class} 班 {d} 课后服务"),
+                &format!("after-school of {class} on {d} saved"),
+            );
+        }
+        Command::Import(a) => import_file(agent, a, out)?,
+        Command::Report { date: d } => {
+            let day = date(&d)?;
+            let report = agent.report(day.0)?;
+            if out.json {
+                out.json(&report);
+                return Ok(());
+            }
+            print_report(&report, &d, lang);
+        }
+        Command::List => {
+            let docs = agent.list()?;
+            if out.json {
+                out.json(&docs);
+                return Ok(());
+            }
+            println!(
+                "{}",
+                lang.pick(
+                    "文档\t出勤\t作业\t课后服务\t班级\t字节",
+                    "document\tattendance\thomework\tafterschool\tclasses\tbytes"
+                )
+            );
+            for d in docs {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    d.id, d.attendance, d.homework, d.afterschool, d.classes, d.bytes
+                );
+            }
+        }
+        Command::Status => {
+            let s = agent.status()?;
+            if out.json {
+                out.json(&s);
+                return Ok(());
+            }
+            let none = lang.pick("无", "none");
+            println!("{}: {} {}", lang.pick("学校", "school"), s.school, s.name);
+            println!(
+                "{}: {} {}",
+                lang.pick("县区", "county"),
+                s.county,
+                s.county_name
+            );
+            println!("{}: {}", lang.pick("班级数", "classes"), s.classes);
+            println!(
+                "{}: {} ({} KiB)",
+                lang.pick("文档数", "documents"),
+                s.documents,
+                s.store_bytes / 1024
+            );
+            println!(
+                "{}: {}",
+                lang.pick("最近修改", "last change"),
+                s.last_change.as_deref().unwrap_or(none)
+            );
+            println!(
+                "{}: {}",
+                lang.pick("上级服务器", "upstream"),
+                s.upstream.as_deref().unwrap_or(lang.pick(
+                    "未配置（仅本机保存）",
+                    "not configured (saved on this computer only)"
+                ))
+            );
+        }
+    }
+    Ok(())
+}
+
+fn import_file(agent: &Agent, args: ImportArgs, out: &Output) -> Result<(), AppError> {
+    let lang = out.lang;
+    let unreadable = |reason: String| AppError::FileUnreadable {
+        path: args.file.display().to_string(),
+        reason,
+    };
+    let size = std::fs::metadata(&args.file)
+        .map_err(|e| unreadable(e.to_string()))?
+        .len();
+    if size > import::FILE_BYTES_MAX as u64 {
+        return Err(unreadable(format!(
+            "{size} bytes > {}",
+            import::FILE_BYTES_MAX
+        )));
+    }
+    let bytes = std::fs::read(&args.file).map_err(|e| unreadable(e.to_string()))?;
+    let profile = agent.profile()?;
+    let bar = progress_bar(bytes.iter().filter(|b| **b == b'\n').count() as u64, lang);
+    let parsed = import::parse(args.kind, &bytes, &profile, lang, &mut |n| {
+        bar.set_position(n)
+    });
+    bar.finish_and_clear();
+    for column in &parsed.ignored_columns {
+        eprintln!(
+            "{}",
+            match lang {
+                Lang::Zh => format!("提示：不认识的列“{column}”，已忽略"),
+                Lang::En => format!("note: unknown column {column:?} ignored"),
+            }
+        );
+    }
+    if !parsed.errors.is_empty() {
+        if parsed.errors_not_listed > 0 {
+            eprintln!(
+                "{}",
+                match lang {
+                    Lang::Zh => format!("（另有 {} 处错误未列出）", parsed.errors_not_listed),
+                    Lang::En => format!("({} more errors not listed)", parsed.errors_not_listed),
+                }
+            );
+        }
+        return Err(AppError::ImportRefused(parsed.errors));
+    }
+    let action = format!("import {}", args.kind.name());
+    let w = if args.kind == Kind::Classes {
+        agent.add_classes(&parsed.classes, &action, now_ms())?
+    } else {
+        agent.write_records(&parsed.records, &action, now_ms())?
+    };
+    out.written(
+        &w,
+        &format!("已导入 {} 行", parsed.rows),
+        &format!("{} rows imported", parsed.rows),
+    );
+    Ok(())
+}
+
+fn progress_bar(len: u64, lang: Lang) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() || len < 200 {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    let template = format!(
+        "{} {{bar:40}} {{pos}}/{{len}}",
+        lang.pick("检查中", "checking")
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn print_report(report: &[ClassReport], date: &str, lang: Lang) {
+    println!("{} {date}", lang.pick("日报", "Daily report"));
+    for r in report {
+        println!();
+        println!(
+            "== {} ({}{}, {} {}) ==",
+            r.class.class,
+            lang.pick("年级 ", "grade "),
+            r.class.grade,
+            lang.pick("在籍", "enrolled"),
+            r.class.enrolled
+        );
+        match &r.attendance {
+            Some(a) => println!(
+                "  {}: {} {} / {} {}, {} {}, {} {}, {} {}",
+                lang.pick("出勤", "attendance"),
+                lang.pick("实到", "present"),
+                a.present,
+                lang.pick("应到", "expected"),
+                a.expected,
+                lang.pick("病假", "sick"),
+                a.sick,
+                lang.pick("事假", "personal"),
+                a.personal,
+                lang.pick("其他", "other"),
+                a.other
+            ),
+            None => println!(
+                "  {}",
+                lang.pick("出勤：未登记", "attendance: not recorded")
+            ),
+        }
+        if r.homework.is_empty() {
+            println!(
+                "  {}",
+                lang.pick(
+                    "作业：未登记（无作业公示记录）",
+                    "homework: none recorded (no publicity record)"
+                )
+            );
+        }
+        for h in &r.homework {
+            println!(
+                "  {}: {} {} [{}, {}, {}] {} {}",
+                lang.pick("作业", "homework"),
+                h.subject,
+                h.content,
+                h.kind.label(lang),
+                h.place.label(lang),
+                h.layer.label(lang),
+                h.minutes,
+                lang.pick("分钟", "min")
+            );
+        }
+        match &r.afterschool {
+            Some(s) => println!(
+                "  {}: {}–{} ({} {}), {} {}/{}",
+                lang.pick("课后服务", "after-school"),
+                s.start,
+                s.end,
+                s.minutes(),
+                lang.pick("分钟", "min"),
+                lang.pick("参加", "participants"),
+                s.participants,
+                s.enrolled
+            ),
+            None => println!(
+                "  {}",
+                lang.pick("课后服务：未登记", "after-school: not recorded")
+            ),
+        }
+        for f in &r.findings {
+            println!("  ! {}", f.message(lang));
+        }
+        for c in &r.conflicts {
+            println!(
+                "  ? {} {} {}: {}",
+                lang.pick(
+                    "冲突（两台电脑同时修改，均已保留）",
+                    "conflict (edited on two computers; both kept)"
+                ),
+                c.key,
+                c.field.as_deref().unwrap_or(""),
+                c.values.join(" | ")
+            );
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The narrow storage trait the agent's document store stands on, and its sled engine.
+//!
+//! Four operations (get, put, atomic batch, prefix scan) plus `flush`, which returns only when
+//! everything written before it is on disk. The trait exists so a second engine (redb, planned in
+//! the reliability issue) can be compared behind the same calls. This module knows nothing of
+//! documents; for that see `store`.
+
+use std::path::{Path, PathBuf};
+
+/// Errors of the storage engine.
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    /// Another process holds the store (sled locks its files): most likely a running agent.
+    #[error("the store at {path} is in use by another process")]
+    Locked { path: PathBuf },
+    #[error("storage engine error: {0}")]
+    Engine(String),
+}
+
+impl From<sled::Error> for KvError {
+    fn from(e: sled::Error) -> Self {
+        KvError::Engine(e.to_string())
+    }
+}
+
+/// Key-value pairs as a prefix scan returns them.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// One write in an atomic batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    Put(Vec<u8>, Vec<u8>),
+    Delete(Vec<u8>),
+}
+
+/// A key-value engine: ordered byte keys, atomic batches, durable flush.
+pub trait Kv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError>;
+    /// Applies all of `ops` or none of them, even across a crash.
+    fn batch(&self, ops: Vec<Op>) -> Result<(), KvError>;
+    /// Every `(key, value)` whose key starts with `prefix`, in key order.
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, KvError>;
+    /// Returns once every write made before the call is durable.
+    fn flush(&self) -> Result<(), KvError>;
+    /// Bytes the store takes on disk.
+    fn size_on_disk(&self) -> Result<u64, KvError>;
+}
+
+/// sled's page cache cap. School PCs are old; a month document set is a few megabytes, so 32 MiB
+/// keeps every working document cached without taking memory from the clerk's other programs.
+pub const SLED_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// The sled 0.34 engine.
+pub struct SledKv {
+    db: sled::Db,
+}
+
+impl SledKv {
+    /// Opens (or creates) the store in `dir`, mapping sled's lock failure to [`KvError::Locked`].
+    pub fn open(dir: &Path) -> Result<SledKv, KvError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(SLED_CACHE_BYTES)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    KvError::Locked {
+                        path: dir.to_owned(),
+                    }
+                }
+                other => KvError::from(other),
+            })?;
+        Ok(SledKv { db })
+    }
+}
+
+impl Kv for SledKv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(self.db.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
+        self.db.insert(key, value)?;
+        Ok(())
+    }
+
+    fn batch(&self, ops: Vec<Op>) -> Result<(), KvError> {
+        let mut batch = sled::Batch::default();
+        for op in ops {
+            match op {
+                Op::Put(k, v) => batch.insert(k, v),
+                Op::Delete(k) => batch.remove(k),
+            }
+        }
+        self.db.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, KvError> {
+        self.db
+            .scan_prefix(prefix)
+            .map(|item| {
+                item.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(KvError::from)
+            })
+            .collect()
+    }
+
+    fn flush(&self) -> Result<(), KvError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn size_on_disk(&self) -> Result<u64, KvError> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_scan_and_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = SledKv::open(dir.path()).unwrap();
+        kv.put(b"a/1", b"x").unwrap();
+        kv.batch(vec![
+            Op::Put(b"a/2".to_vec(), b"y".to_vec()),
+            Op::Put(b"b/1".to_vec(), b"z".to_vec()),
+            Op::Delete(b"a/1".to_vec()),
+        ])
+        .unwrap();
+        kv.flush().unwrap();
+        let a: Vec<_> = kv.scan_prefix(b"a/").unwrap();
+        assert_eq!(a, vec![(b"a/2".to_vec(), b"y".to_vec())]);
+        assert_eq!(kv.get(b"b/1").unwrap(), Some(b"z".to_vec()));
+        assert!(kv.size_on_disk().unwrap() > 0);
+    }
+}
