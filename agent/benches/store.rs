@@ -1,1 +1,178 @@
-fn main() {}
+//! Store benchmark: import time and size on disk for one school month and one term, and load
+//! time and peak memory of one month document. Run: `cargo bench -p schoolsync-agent --bench store`.
+//!
+//! A school month is 30 classes x 22 school days x the three records (one homework item per
+//! class-day); a term is 90 school days. Figures go to stdout; nothing is asserted (machines are
+//! noisy: benchmarks measure, tests assert behaviour).
+
+// A counting global allocator needs `unsafe impl GlobalAlloc`; it only forwards to `System`.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use chrono::{Datelike, NaiveDate};
+use schoolsync_agent::app::{Actor, Agent};
+use schoolsync_agent::config::Config;
+use schoolsync_agent::import::{self, Kind};
+use schoolsync_agent::store::DocStore;
+use schoolsync_protocol::doc;
+use schoolsync_protocol::ids::{DocId, Month};
+use schoolsync_protocol::Lang;
+
+struct Counting;
+
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+        PEAK.fetch_max(now, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+const CLASSES: usize = 30;
+
+fn school_days(start: NaiveDate, n: usize) -> Vec<NaiveDate> {
+    let mut out = Vec::new();
+    let mut day = start;
+    while out.len() < n {
+        if day.weekday().number_from_monday() <= 5 {
+            out.push(day);
+        }
+        day = day.succ_opt().unwrap_or(day);
+    }
+    out
+}
+
+fn sheets(days: &[NaiveDate]) -> [(Kind, String); 4] {
+    let mut classes = String::from("class,grade,enrolled\n");
+    let mut att = String::from("date,class,expected,present,sick,personal,other,fever\n");
+    let mut hw = String::from("date,class,subject,content,type,place,layer,minutes\n");
+    let mut after = String::from("date,class,participants,start,end,content,teachers\n");
+    for c in 1..=CLASSES {
+        classes.push_str(&format!("{}-{c},{},45\n", 1 + c % 9, 1 + c % 9));
+    }
+    for (i, d) in days.iter().enumerate() {
+        for c in 1..=CLASSES {
+            let class = format!("{}-{c}", 1 + c % 9);
+            let sick = (i + c) % 3;
+            att.push_str(&format!("{d},{class},45,{},{sick},0,0,{sick}\n", 45 - sick));
+            hw.push_str(&format!(
+                "{d},{class},数学,练习册第{i}页,书面,家庭,必做,{}\n",
+                20 + (i + c) % 30
+            ));
+            after.push_str(&format!(
+                "{d},{class},{},16:00,18:00,作业辅导、社团,2\n",
+                40 + (i + c) % 5
+            ));
+        }
+    }
+    [
+        (Kind::Classes, classes),
+        (Kind::Attendance, att),
+        (Kind::Homework, hw),
+        (Kind::Afterschool, after),
+    ]
+}
+
+fn dir_bytes(path: &std::path::Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn run(label: &str, days: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let store_dir = dir.path().join("store");
+    let start_day = NaiveDate::from_ymd_opt(2026, 9, 1).ok_or("date")?;
+    let days = school_days(start_day, days);
+    let months: std::collections::BTreeSet<Month> = days.iter().map(|d| Month::of(*d)).collect();
+    {
+        let agent = Agent::new(
+            DocStore::open(&store_dir)?,
+            Config::default(),
+            Actor {
+                clerk: "bench".into(),
+                machine: "bench".into(),
+            },
+        );
+        agent.init("2113000001", "130821", "基准小学", 0)?;
+        let started = Instant::now();
+        let mut records = 0;
+        for (kind, csv) in sheets(&days) {
+            let profile = agent.profile()?;
+            let parsed = import::parse(kind, csv.as_bytes(), &profile, Lang::En, &mut |_| {});
+            if !parsed.errors.is_empty() {
+                return Err(format!("{:?}", parsed.errors[0]).into());
+            }
+            if kind == Kind::Classes {
+                agent.add_classes(&parsed.classes, "import classes", 1)?;
+            } else {
+                records += parsed.records.len();
+                agent.write_records(&parsed.records, "import", 1)?;
+            }
+        }
+        let elapsed = started.elapsed();
+        let mut doc_bytes = 0;
+        for id in agent.store.doc_ids()? {
+            doc_bytes += agent.store.doc_size(&id)?.0;
+        }
+        println!(
+            "{label}: {records} records in {} documents imported in {:.2} s ({:.0} records/s); documents {} KiB; store on disk {} KiB (sled size_on_disk {} KiB)",
+            months.len() + 1,
+            elapsed.as_secs_f64(),
+            records as f64 / elapsed.as_secs_f64(),
+            doc_bytes / 1024,
+            dir_bytes(&store_dir) / 1024,
+            agent.store.size_on_disk()? / 1024,
+        );
+    }
+    // Load one month document cold from a freshly opened store.
+    let store = DocStore::open(&store_dir)?;
+    let month = *months.iter().next().ok_or("no month")?;
+    let id = DocId::records(&"2113000001".parse()?, month);
+    let base = CURRENT.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let started = Instant::now();
+    let loaded = store.load(&id)?;
+    let load = started.elapsed();
+    let records = doc::read_month(&loaded.doc)?;
+    let read = started.elapsed();
+    let steady = CURRENT.load(Ordering::Relaxed) - base;
+    let peak = PEAK.load(Ordering::Relaxed) - base;
+    println!(
+        "{label}: load {id} ({} records): {:.1} ms load, {:.1} ms load + read all records; heap {:.1} MiB steady, {:.1} MiB peak",
+        records.len(),
+        load.as_secs_f64() * 1000.0,
+        read.as_secs_f64() * 1000.0,
+        steady as f64 / 1048576.0,
+        peak as f64 / 1048576.0,
+    );
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    run("month (22 days)", 22)?;
+    run("term (90 days)", 90)?;
+    Ok(())
+}

@@ -145,6 +145,19 @@ pub fn parse(
         encoding,
         rows: 0,
     };
+    // Line numbers come from byte offsets: the csv crate miscounts lines after CRLF ends, and
+    // after CRLF a record's offset points at the `\n` of the previous line end.
+    let newlines: Vec<u64> = text
+        .bytes()
+        .enumerate()
+        .filter(|(_, b)| *b == b'\n')
+        .map(|(i, _)| i as u64)
+        .collect();
+    let line_of = |pos: Option<&csv::Position>| {
+        pos.map_or(0, |p| {
+            newlines.partition_point(|&n| n <= p.byte()) as u64 + 1
+        })
+    };
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .flexible(true)
@@ -229,7 +242,7 @@ pub fn parse(
         let record = match result {
             Ok(r) => r,
             Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
+                let line = line_of(e.position());
                 push_error(
                     &mut parsed,
                     RowError {
@@ -241,7 +254,7 @@ pub fn parse(
                 continue;
             }
         };
-        let line = record.position().map_or(0, |p| p.line());
+        let line = line_of(record.position());
         if record.iter().all(|c| c.trim().is_empty()) {
             continue; // Sheets end with blank rows; they are not records.
         }
@@ -538,6 +551,14 @@ mod tests {
             "{:?}",
             parsed.errors[4]
         );
+    }
+
+    #[test]
+    fn line_numbers_count_crlf_and_quoted_newlines() {
+        let csv = "date,class,expected,present,other\r\n2026-11-03,3-1,40,40,\r\n2026-11-04,3-1,40,41,\r\n\"2026-11-05\",3-1,40,40,\"a\r\nb\"\r\n2026-11-06,3-1,40,41,\r\n";
+        let parsed = run(Kind::Attendance, csv.as_bytes());
+        let lines: Vec<u64> = parsed.errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![3, 4, 6]);
     }
 
     #[test]

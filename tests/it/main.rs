@@ -1,1 +1,9 @@
+//! The one integration-test binary: real `schoolsync-agent` processes on real stores on disk.
+//!
+//! Modules read as stories; `harness` starts processes and makes data.
 
+mod harness;
+
+mod clerk_day;
+mod crash;
+mod import_csv;
