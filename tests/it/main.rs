@@ -2,6 +2,9 @@
 //!
 //! Modules read as stories; `harness` starts processes and makes data.
 
+// Tests fail by panicking; `unwrap` is how they say "this must not fail".
+#![allow(clippy::unwrap_used)]
+
 mod harness;
 
 mod clerk_day;
