@@ -69,12 +69,13 @@ struct Work {
 
 impl Work {
     fn doc(&mut self, store: &DocStore, id: DocId) -> Result<&mut LoadedDoc, AppError> {
-        if !self.docs.contains_key(&id) {
-            let loaded = store.load(&id)?;
-            self.docs.insert(id.clone(), loaded);
+        match self.docs.entry(id) {
+            std::collections::btree_map::Entry::Occupied(e) => Ok(e.into_mut()),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let loaded = store.load(e.key())?;
+                Ok(e.insert(loaded))
+            }
         }
-        // Inserted just above when absent.
-        self.docs.get_mut(&id).ok_or(AppError::NotInitialised)
     }
 }
 

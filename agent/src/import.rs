@@ -183,7 +183,7 @@ pub fn parse(
     // Column index -> (field, header text).
     let mut columns: Vec<Option<(&'static str, String)>> = Vec::new();
     let mut seen: HashMap<&'static str, String> = HashMap::new();
-    for (i, name) in header.iter().enumerate() {
+    for name in header.iter() {
         match field_of_header(name) {
             Some(field) => {
                 if let Some(first) = seen.insert(field, name.trim().to_owned()) {
@@ -205,7 +205,6 @@ pub fn parse(
                     parsed.ignored_columns.push(name.trim().to_owned());
                 }
                 columns.push(None);
-                let _ = i;
             }
         }
     }
@@ -291,17 +290,7 @@ pub fn parse(
                 }
             }
             Ok(Parsed1::Record(record)) => {
-                if let Err(e) = record.validate(profile) {
-                    let column = hard_error_field(&e).and_then(column_of);
-                    push_error(
-                        &mut parsed,
-                        RowError {
-                            line,
-                            column,
-                            reason: e.message(lang),
-                        },
-                    );
-                } else if let Some(first) = keys.insert(record.key(), line) {
+                if let Some(first) = keys.insert(record.key(), line) {
                     push_error(&mut parsed, duplicate(line, first, lang));
                 } else {
                     parsed.records.push(record);
@@ -373,7 +362,8 @@ fn signed(field: &'static str, text: &str) -> Result<i64, HardError> {
     })
 }
 
-fn parse_row(kind: Kind, row: &Row<'_>, _profile: &Profile) -> Result<Parsed1, HardError> {
+/// Parses one row and, for records, checks the hard rules against `profile`.
+fn parse_row(kind: Kind, row: &Row<'_>, profile: &Profile) -> Result<Parsed1, HardError> {
     let class = || -> Result<ClassId, HardError> {
         if row.get("class").is_empty() {
             return Err(HardError::Missing { field: "class" });
@@ -381,7 +371,7 @@ fn parse_row(kind: Kind, row: &Row<'_>, _profile: &Profile) -> Result<Parsed1, H
         row.get("class").parse()
     };
     let date = || parse_date(row.get("date")).map(Day);
-    Ok(match kind {
+    let parsed = match kind {
         Kind::Classes => Parsed1::Class(ClassInfo::new(
             class()?,
             parse_grade(row.get("grade"))?,
@@ -436,7 +426,11 @@ fn parse_row(kind: Kind, row: &Row<'_>, _profile: &Profile) -> Result<Parsed1, H
             teachers: parse_count("teachers", row.get("teachers"), Some(0))?,
             outside_staff: parse_count("outside_staff", row.get("outside_staff"), Some(0))?,
         })),
-    })
+    };
+    if let Parsed1::Record(record) = &parsed {
+        record.validate(profile)?;
+    }
+    Ok(parsed)
 }
 
 fn symptom_field(symptom: Symptom) -> &'static str {
