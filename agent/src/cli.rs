@@ -759,11 +759,13 @@ fn import_file(agent: &Agent, args: ImportArgs, out: &Output) -> Result<(), AppE
         return Err(AppError::ImportRefused(parsed.errors));
     }
     let action = format!("import {}", args.kind.name());
+    let saving = spinner(parsed.rows, lang);
     let w = if args.kind == Kind::Classes {
         agent.add_classes(&parsed.classes, &action, now_ms())?
     } else {
         agent.write_records(&parsed.records, &action, now_ms())?
     };
+    saving.finish_and_clear();
     out.written(
         &w,
         &format!("已导入 {} 行", parsed.rows),
@@ -784,6 +786,20 @@ fn progress_bar(len: u64, lang: Lang) -> indicatif::ProgressBar {
     if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
         bar.set_style(style);
     }
+    bar
+}
+
+/// A spinner while a large import is written (the rows are checked by then).
+fn spinner(rows: usize, lang: Lang) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() || rows < 200 {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(match lang {
+        Lang::Zh => format!("正在保存 {rows} 行……"),
+        Lang::En => format!("saving {rows} rows..."),
+    });
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
     bar
 }
 
