@@ -208,6 +208,10 @@ pub enum HomeworkCommand {
         /// Teacher who set it (布置教师).
         #[arg(long)]
         teacher: Option<String>,
+        /// A forbidden practice to record (reported, not refused): for-parents|self-marking|
+        /// punitive|repetitive (布置给家长/学生自批/惩罚性/机械重复). Repeatable.
+        #[arg(long = "flag", value_name = "FLAG")]
+        flags: Vec<String>,
     },
     /// Show a day's homework and its review state; with --by, mark it reviewed.
     /// 查看某日作业审核状态；加 --by 则标记为已审核
@@ -533,6 +537,7 @@ fn execute(agent: &Agent, command: Command, out: &Output) -> Result<(), AppError
             layer,
             content,
             teacher,
+            flags,
         }) => {
             let item = HomeworkItem {
                 date: date(&d)?,
@@ -559,6 +564,7 @@ fn execute(agent: &Agent, command: Command, out: &Output) -> Result<(), AppError
                     .filter(|t| !t.is_empty()),
                 review: None,
                 published: false,
+                flags: import::homework_flags(&flags.join(","))?,
             };
             let w = agent.write_records(&[NewRecord::Homework(item)], "homework add", now_ms())?;
             out.written(

@@ -12,7 +12,7 @@ use schoolsync_protocol::ids::{parse_date, ClassId};
 use schoolsync_protocol::lang::field_of_header;
 use schoolsync_protocol::records::{
     self, homework_minutes, parse_count, parse_grade, AfterSchool, Attendance, ClassInfo, Clock,
-    Day, HomeworkItem, HomeworkType, Layer, Place, Profile, ServiceContent, Symptom,
+    Day, HomeworkFlag, HomeworkItem, HomeworkType, Layer, Place, Profile, ServiceContent, Symptom,
 };
 use schoolsync_protocol::{HardError, Lang};
 use serde::Serialize;
@@ -414,6 +414,7 @@ fn parse_row(kind: Kind, row: &Row<'_>, profile: &Profile) -> Result<Parsed1, Ha
                 .filter(|t| !t.is_empty()),
             review: None,
             published: false,
+            flags: homework_flags(row.get("flags"))?,
         })),
         Kind::Afterschool => Parsed1::Record(NewRecord::AfterSchool(AfterSchool {
             date: date()?,
@@ -443,15 +444,23 @@ fn symptom_field(symptom: Symptom) -> &'static str {
     }
 }
 
-/// Parses after-school content types separated by `、`, `,`, `，`, `;`, `/` or spaces.
-pub fn service_content(text: &str) -> Result<Vec<ServiceContent>, HardError> {
+/// Parses homework flags separated like content types (see [`service_content`]).
+pub fn homework_flags(text: &str) -> Result<Vec<HomeworkFlag>, HardError> {
+    split_codes("flags", text, HomeworkFlag::parse)
+}
+
+fn split_codes<T: PartialEq>(
+    field: &'static str,
+    text: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<Vec<T>, HardError> {
     let mut out = Vec::new();
     for part in text
         .split(['、', ',', '，', ';', '；', '/', ' '])
         .filter(|p| !p.trim().is_empty())
     {
-        let item = ServiceContent::parse(part).ok_or_else(|| HardError::Invalid {
-            field: "content",
+        let item = parse(part).ok_or_else(|| HardError::Invalid {
+            field,
             text: part.to_owned(),
         })?;
         if !out.contains(&item) {
@@ -459,6 +468,11 @@ pub fn service_content(text: &str) -> Result<Vec<ServiceContent>, HardError> {
         }
     }
     Ok(out)
+}
+
+/// Parses after-school content types separated by `、`, `,`, `，`, `;`, `/` or spaces.
+pub fn service_content(text: &str) -> Result<Vec<ServiceContent>, HardError> {
+    split_codes("content", text, ServiceContent::parse)
 }
 
 #[cfg(test)]

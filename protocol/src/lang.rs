@@ -68,6 +68,7 @@ pub const FIELDS: &[(&str, &[&str])] = &[
     ("month", &["月份"]),
     ("document", &["文档"]),
     ("reviewer", &["审核人"]),
+    ("flags", &["问题标记", "标记"]),
 ];
 
 /// The Chinese name of a field, for messages; the field itself when it has none.

@@ -153,6 +153,17 @@ code_enum! {
 }
 
 code_enum! {
+    /// Practices the national Opinion forbids, flagged on a homework item where the school's form
+    /// records them: each is reported as a finding, never refused.
+    pub enum HomeworkFlag {
+        ForParents = ("for-parents", "布置给家长", "家长作业"),
+        SelfMarking = ("self-marking", "学生自批", "要求学生自批自改"),
+        Punitive = ("punitive", "惩罚性", "惩罚性作业"),
+        Repetitive = ("repetitive", "机械重复", "重复性作业"),
+    }
+}
+
+code_enum! {
     /// What an after-school session offered. `NewLesson` (新课) is forbidden and always flagged.
     pub enum ServiceContent {
         HomeworkHelp = ("homework-help", "作业辅导"),
@@ -374,6 +385,8 @@ pub struct HomeworkItem {
     pub review: Option<Review>,
     /// Published to parents (公示).
     pub published: bool,
+    /// Forbidden practices recorded on this item.
+    pub flags: Vec<HomeworkFlag>,
 }
 
 impl HomeworkItem {

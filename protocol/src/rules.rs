@@ -159,6 +159,8 @@ pub enum FindingCode {
     AfterschoolEndsEarly,
     /// After-school content "new lesson" (新课).
     AfterschoolNewLesson,
+    /// Homework flagged with a forbidden practice (for parents, self-marking, punitive, ...).
+    HomeworkForbidden,
     /// Several illness absences with one symptom in one class on one day.
     IllnessClusterDay,
     /// Many illness absences in one class over three consecutive days.
@@ -237,6 +239,14 @@ impl Finding {
                 clock_text(v),
                 clock_text(l)
             ),
+            (HomeworkForbidden, lang) => {
+                let flag = crate::records::HomeworkFlag::parse(&self.detail)
+                    .map_or(self.detail.as_str(), |f| f.label(lang));
+                match lang {
+                    Lang::Zh => format!("作业被标记为“{flag}”：政策禁止此类作业"),
+                    Lang::En => format!("homework flagged {flag}: a forbidden practice"),
+                }
+            }
             (AfterschoolNewLesson, Lang::Zh) => {
                 "课后服务内容含“新课”：课后服务不得讲授新课".to_owned()
             }
@@ -302,6 +312,27 @@ pub fn evaluate(day: &ClassDay<'_>, limits: &Limits) -> Vec<Finding> {
                 "",
             ));
         }
+    }
+
+    let mut flags: Vec<crate::records::HomeworkFlag> = day
+        .homework
+        .iter()
+        .flat_map(|h| h.flags.iter().copied())
+        .collect();
+    flags.sort();
+    flags.dedup();
+    for flag in flags {
+        let items = day
+            .homework
+            .iter()
+            .filter(|h| h.flags.contains(&flag))
+            .count() as u32;
+        findings.push(Finding::new(
+            FindingCode::HomeworkForbidden,
+            items,
+            0,
+            flag.code(),
+        ));
     }
 
     if let Some(session) = day.afterschool {
@@ -433,6 +464,7 @@ mod tests {
             teacher: None,
             review: None,
             published: false,
+            flags: Vec::new(),
         }
     }
 
@@ -785,6 +817,33 @@ mod tests {
             };
             assert_eq!(codes(&evaluate(&day, limits)), expect, "{name}");
         }
+    }
+
+    #[test]
+    fn forbidden_homework_flags() {
+        use crate::records::HomeworkFlag;
+        let mut a = hw("3-1", HomeworkType::Practical, Place::AtHome, 10);
+        a.flags = vec![HomeworkFlag::ForParents];
+        let mut b = hw("3-1", HomeworkType::Written, Place::AtHome, 10);
+        b.flags = vec![HomeworkFlag::ForParents, HomeworkFlag::Punitive];
+        let day = ClassDay {
+            grade: 3,
+            homework: vec![&a, &b],
+            ..ClassDay::default()
+        };
+        let found = evaluate(&day, &Limits::default());
+        let got: Vec<(FindingCode, u32, &str)> = found
+            .iter()
+            .map(|f| (f.code().unwrap(), f.value, f.detail.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (FindingCode::HomeworkForbidden, 2, "for-parents"),
+                (FindingCode::HomeworkForbidden, 1, "punitive")
+            ]
+        );
+        assert!(found[0].message(Lang::Zh).contains("布置给家长"));
     }
 
     #[test]

@@ -91,7 +91,7 @@ fn importing_twice_changes_nothing() {
 #[test]
 fn homework_and_afterschool_sheets() {
     let school = School::with_classes(2);
-    let hw = "\u{feff}日期,班级,学科,内容,作业类型,完成地点,分层,预计时长\n2026-11-03,3-1,数学,口算,书面,家庭,必做,30\n2026-11-03,3-1,语文,朗读,阅读,家庭,选做,20\n2026-11-03,3-2,英语,单词,书面,校内,必做,15\n";
+    let hw = "\u{feff}日期,班级,学科,内容,作业类型,完成地点,分层,预计时长,问题标记\n2026-11-03,3-1,数学,口算,书面,家庭,必做,30,\n2026-11-03,3-1,语文,朗读,阅读,家庭,选做,20,布置给家长\n2026-11-03,3-2,英语,单词,书面,校内,必做,15\n";
     let path = school.file("作业.csv", hw.as_bytes());
     school
         .agent(&["import", "homework", path.to_str().unwrap()])
@@ -109,6 +109,11 @@ fn homework_and_afterschool_sheets() {
         run.stdout
     );
     assert_eq!(school.counts(), (0, 3, 1));
+    let report = school
+        .agent(&["report", "--date", "2026-11-03", "--lang", "zh"])
+        .ok()
+        .stdout;
+    assert!(report.contains("作业被标记为“布置给家长”"), "{report}");
     let missing = school.agent(&["import", "homework", "/nonexistent/x.csv"]);
     assert_eq!(missing.code, 7, "{missing:?}");
 }
