@@ -16,10 +16,10 @@ use chrono::{Datelike, NaiveDate};
 use schoolsync_agent::app::{Actor, Agent};
 use schoolsync_agent::config::Config;
 use schoolsync_agent::import::{self, Kind};
-use schoolsync_agent::store::DocStore;
 use schoolsync_protocol::doc;
 use schoolsync_protocol::ids::{DocId, Month};
 use schoolsync_protocol::Lang;
+use schoolsync_store::DocStore;
 
 struct Counting;
 

@@ -20,7 +20,7 @@ use schoolsync_protocol::{HardError, Lang};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::store::{DocStore, LoadedDoc, StoreError};
+use schoolsync_store::{DocStore, LoadedDoc, StoreError};
 
 /// Errors of user actions, each with an exit code (see `cli::exit`) and a message a clerk can act on.
 #[derive(Debug, thiserror::Error)]
@@ -586,11 +586,11 @@ pub fn error_message(e: &AppError, lang: Lang) -> String {
             format!("import refused: {} errors; nothing from the file was written (fix them and import again)", rows.len())
         }
         (AppError::FileUnreadable { path, reason }, Lang::Zh) => format!("无法读取文件 {path}：{reason}"),
-        (AppError::Store(StoreError::Kv(crate::kv::KvError::Locked { path })), Lang::Zh) => format!(
+        (AppError::Store(StoreError::Kv(schoolsync_store::kv::KvError::Locked { path })), Lang::Zh) => format!(
             "数据目录 {} 正被另一个 schoolsync-agent 程序使用（例如正在运行的 schoolsync-agent run）。请等它结束或关闭它后再试。",
             path.display()
         ),
-        (AppError::Store(StoreError::Kv(crate::kv::KvError::Locked { path })), Lang::En) => format!(
+        (AppError::Store(StoreError::Kv(schoolsync_store::kv::KvError::Locked { path })), Lang::En) => format!(
             "the data directory {} is in use by another schoolsync-agent (for example a running `schoolsync-agent run`). Wait for it to finish or stop it, then try again.",
             path.display()
         ),

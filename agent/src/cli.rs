@@ -16,7 +16,7 @@ use schoolsync_protocol::{HardError, Lang};
 use crate::app::{error_message, Actor, Agent, AppError, ClassReport, NewRecord, Written};
 use crate::config::{Config, CONFIG_FILE};
 use crate::import::{self, Kind};
-use crate::store::DocStore;
+use schoolsync_store::DocStore;
 
 /// Exit codes, stable for scripts.
 pub mod exit {
@@ -383,8 +383,8 @@ fn report_error(e: &AppError, lang: Lang) -> u8 {
             }
         }
     }
-    use crate::kv::KvError;
-    use crate::store::StoreError;
+    use schoolsync_store::kv::KvError;
+    use schoolsync_store::StoreError;
     match e {
         AppError::NotInitialised | AppError::OtherSchool { .. } => exit::NOT_INITIALISED,
         AppError::Refused(_) | AppError::ImportRefused(_) => exit::REFUSED,

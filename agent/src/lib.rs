@@ -1,8 +1,7 @@
 //! The school side of schoolsync: a clerk's records captured offline into an embedded store of
 //! Automerge documents.
 //!
-//! Reading order: [`kv`] (storage trait, sled engine) → [`store`] (documents as snapshot plus
-//! changes) → [`app`] (user actions and readings) → [`import`] (CSV) → [`cli`] (arguments, output,
+//! Reading order: storage comes from `schoolsync-store`; [`app`] (user actions and readings) → [`import`] (CSV) → [`cli`] (arguments, output,
 //! exit codes). Rules and the document layout come from `schoolsync-protocol`.
 //! Not here yet: syncing upstream (see ARCHITECTURE.md).
 
@@ -10,5 +9,3 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod import;
-pub mod kv;
-pub mod store;

@@ -309,7 +309,7 @@ fn documented_exit_codes() {
 #[test]
 fn a_held_store_gives_a_clear_message() {
     let school = School::with_classes(1);
-    let holder = schoolsync_agent::store::DocStore::open(&school.data_dir().join("store")).unwrap();
+    let holder = schoolsync_store::DocStore::open(&school.data_dir().join("store")).unwrap();
     let run = school.agent(&["status"]);
     assert_eq!(run.code, 5, "{run:?}");
     assert!(
