@@ -10,3 +10,4 @@ mod harness;
 mod clerk_day;
 mod crash;
 mod import_csv;
+mod proxy;
