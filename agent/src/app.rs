@@ -37,6 +37,10 @@ pub enum AppError {
     FileUnreadable { path: String, reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("no upstream server is configured; run `schoolsync-agent init ... --upstream URL --ca FILE`")]
+    NoUpstream,
+    #[error("sync failed: {message}")]
+    SyncFailed { message: String },
 }
 
 impl From<doc::DocError> for AppError {
@@ -99,6 +103,8 @@ pub struct ClassReport {
     pub afterschool: Option<AfterSchool>,
     pub findings: Vec<Finding>,
     pub conflicts: Vec<Conflict>,
+    /// Notes from the county or city on this class-day.
+    pub feedback: Option<doc::Feedback>,
 }
 
 /// A stored document, for `list`.
@@ -125,8 +131,10 @@ pub struct Status {
     pub store_bytes: u64,
     /// Local time (RFC 3339) of the last change made here, if any.
     pub last_change: Option<String>,
-    /// Upstream sync state: none is configured until the sync feature lands.
-    pub upstream: Option<String>,
+    /// Per upstream, in the order tried: last success, unconfirmed changes, last error.
+    pub upstreams: Vec<crate::sync::LinkStatus>,
+    /// Records edited concurrently on two computers (both values kept; see `report`).
+    pub conflicts: usize,
 }
 
 fn month_doc(school: &SchoolId, date: NaiveDate) -> DocId {
@@ -178,6 +186,7 @@ impl Agent {
         school: &str,
         county: &str,
         name: &str,
+        upstreams: Option<&crate::sync::Upstreams>,
         now_ms: i64,
     ) -> Result<Written, AppError> {
         let school = SchoolId::parse_in(school, self.config.province())?;
@@ -194,10 +203,13 @@ impl Agent {
         let mut loaded = self.store.load(&DocId::profile(&school))?;
         doc::put_identity(&mut loaded.doc, &name, county.as_str())?;
         doc::commit(&mut loaded.doc, &self.meta(&school, "init"), now_ms);
-        let extra = vec![
+        let mut extra = vec![
             DocStore::meta_op("school", school.as_str()),
             DocStore::meta_op("last_change", &now_ms.to_string()),
         ];
+        if let Some(upstreams) = upstreams {
+            extra.push(crate::sync::upstreams_op(upstreams));
+        }
         let changes = self.store.commit(&mut [&mut loaded], extra)?;
         Ok(Written {
             records: 1,
@@ -421,6 +433,7 @@ impl Agent {
                     homework: day.homework.iter().map(|h| (*h).clone()).collect(),
                     afterschool: day.afterschool.cloned(),
                     findings: evaluate(&day, &limits),
+                    feedback: records.feedback.get(&doc::class_day_key(date, &info.class)).cloned(),
                     conflicts: conflicts
                         .iter()
                         .filter(|c| format!("{}/", c.key).starts_with(&prefix))
@@ -488,8 +501,21 @@ impl Agent {
             documents: self.store.doc_ids()?.len(),
             store_bytes: self.store.size_on_disk()?,
             last_change,
-            upstream: None,
+            upstreams: crate::sync::statuses(self)?,
+            conflicts: self.conflict_count()?,
         })
+    }
+
+    /// Conflicts over every stored records document.
+    fn conflict_count(&self) -> Result<usize, AppError> {
+        let mut count = 0;
+        for id in self.store.doc_ids()? {
+            if let schoolsync_protocol::ids::DocKind::Records(_) = id.kind {
+                let loaded = self.store.load(&id)?;
+                count += doc::conflicts(&loaded.doc, &RECORD_MAPS)?.len();
+            }
+        }
+        Ok(count)
     }
 }
 
@@ -598,6 +624,10 @@ pub fn error_message(e: &AppError, lang: Lang) -> String {
             format!("数据文件 {doc} 已损坏（{reason}），未作任何修改。请联系县教育局技术人员。")
         }
         (AppError::Store(e), Lang::Zh) => format!("数据存储出错：{e}"),
+        (AppError::NoUpstream, Lang::Zh) => {
+            "尚未配置上级服务器：请运行 schoolsync-agent init ... --upstream 地址 --ca 证书文件".to_owned()
+        }
+        (AppError::SyncFailed { message }, _) => message.clone(),
         (e, _) => e.to_string(),
     }
 }

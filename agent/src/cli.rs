@@ -36,6 +36,8 @@ pub mod exit {
     pub const STORE_ERROR: u8 = 6;
     /// An input file or the configuration file cannot be read or used.
     pub const INPUT_ERROR: u8 = 7;
+    /// Sync failed: no upstream answered, or one refused. Local data is safe and kept.
+    pub const SYNC_FAILED: u8 = 8;
 }
 
 const AFTER_HELP: &str = "\
@@ -48,6 +50,7 @@ Exit codes / 退出码:
   5  another schoolsync-agent is using the data directory / 数据目录正被占用
   6  the store cannot be read or written / 数据存储出错
   7  an input file or the configuration cannot be read / 文件或配置无法读取
+  8  sync failed (no upstream answered); data stays safe here / 同步失败，数据仍保存在本机
 
 Example / 示例:
   schoolsync-agent init --school 2113000001 --county 130821 --name 承德县第一小学
@@ -110,8 +113,17 @@ pub enum Command {
     },
     /// Documents in the store. 本机存储的文档
     List,
-    /// The school, the store and the last change. 状态
+    /// The school, the store, the last change, and each upstream's sync state. 状态
     Status,
+    /// Send and receive changes now (county relay first, then the city). 立即同步
+    Sync,
+    /// Keep running: sync soon after each change and every few minutes; Ctrl-C stops.
+    /// 持续运行：有修改后自动同步，并定时同步
+    Run {
+        /// Seconds between syncs when nothing changes (default 300).
+        #[arg(long, default_value_t = 300)]
+        interval_secs: u64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +137,13 @@ pub struct InitArgs {
     /// School name (学校名称).
     #[arg(long)]
     pub name: String,
+    /// Upstream server URL: the county relay first, then the city as fallback (repeatable).
+    /// 上级服务器地址（先县区，后市级）
+    #[arg(long = "upstream", value_name = "URL")]
+    pub upstreams: Vec<String>,
+    /// CA certificate (PEM) given by the county or city bureau. 上级服务器的 CA 证书
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -344,18 +363,78 @@ pub fn run(cli: Cli) -> u8 {
         );
         return exit::STORE_ERROR;
     }
-    let store = match DocStore::open(&data_dir.join("store")) {
-        Ok(s) => s,
-        Err(e) => return report_error(&AppError::Store(e), lang),
-    };
-    let agent = Agent::new(store, config, Actor { clerk, machine });
+    let actor = Actor { clerk, machine };
     let out = Output {
         lang,
         json: cli.json,
     };
+    if let Command::Run { interval_secs } = cli.command {
+        let store_dir = data_dir.join("store");
+        let open = || -> Result<Agent, AppError> {
+            Ok(Agent::new(open_store(&store_dir, lang)?, config.clone(), actor.clone()))
+        };
+        eprintln!(
+            "{}",
+            lang.pick(
+                "schoolsync-agent 正在运行：有修改后会自动同步。按 Ctrl-C 停止。",
+                "schoolsync-agent is running: changes are synced soon after they are made. Ctrl-C stops it."
+            )
+        );
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(r) => r,
+            Err(_) => return exit::INTERNAL,
+        };
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        return match runtime.block_on(crate::sync::run_loop(open, lang, interval_secs.max(1) * 1000, stop)) {
+            Ok(()) => exit::OK,
+            Err(e) => report_error(&e, lang),
+        };
+    }
+    let store = match open_store(&data_dir.join("store"), lang) {
+        Ok(s) => s,
+        Err(e) => return report_error(&e, lang),
+    };
+    let agent = Agent::new(store, config, actor);
     match execute(&agent, cli.command, &out) {
         Ok(()) => exit::OK,
         Err(e) => report_error(&e, lang),
+    }
+}
+
+/// How long a command waits for a running agent's sync round to release the store
+/// (`SCHOOLSYNC_LOCK_WAIT_MS`, default 20 s): a round takes seconds, so a clerk's command waits
+/// briefly instead of failing.
+pub const LOCK_WAIT_MS: u64 = 20_000;
+
+/// Opens the store, waiting while another agent process (a `run` round) holds it.
+fn open_store(dir: &std::path::Path, lang: Lang) -> Result<DocStore, AppError> {
+    let wait_ms = std::env::var("SCHOOLSYNC_LOCK_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(LOCK_WAIT_MS);
+    let started = std::time::Instant::now();
+    let mut told = false;
+    loop {
+        match DocStore::open(dir) {
+            Err(schoolsync_store::StoreError::Kv(schoolsync_store::KvError::Locked { .. }))
+                if (started.elapsed().as_millis() as u64) < wait_ms =>
+            {
+                if !told {
+                    eprintln!(
+                        "{}",
+                        lang.pick(
+                            "正在等待另一个 schoolsync-agent 完成同步……",
+                            "waiting for another schoolsync-agent to finish syncing..."
+                        )
+                    );
+                    told = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => return other.map_err(AppError::Store),
+        }
     }
 }
 
@@ -391,6 +470,8 @@ fn report_error(e: &AppError, lang: Lang) -> u8 {
         AppError::FileUnreadable { .. } => exit::INPUT_ERROR,
         AppError::Store(StoreError::Kv(KvError::Locked { .. })) => exit::STORE_LOCKED,
         AppError::Store(_) => exit::STORE_ERROR,
+        AppError::NoUpstream => exit::NOT_INITIALISED,
+        AppError::SyncFailed { .. } => exit::SYNC_FAILED,
     }
 }
 
@@ -442,7 +523,15 @@ fn execute(agent: &Agent, command: Command, out: &Output) -> Result<(), AppError
     let lang = out.lang;
     match command {
         Command::Init(a) => {
-            let w = agent.init(&a.school, &a.county, &a.name, now_ms())?;
+            let upstreams = if a.upstreams.is_empty() && a.ca.is_none() {
+                None
+            } else {
+                Some(crate::sync::Upstreams {
+                    urls: a.upstreams.clone(),
+                    ca_pem: a.ca.as_deref().map(crate::sync::read_ca).transpose()?,
+                })
+            };
+            let w = agent.init(&a.school, &a.county, &a.name, upstreams.as_ref(), now_ms())?;
             out.written(
                 &w,
                 &format!("已登记学校 {} {}", a.school, a.name),
@@ -708,15 +797,88 @@ fn execute(agent: &Agent, command: Command, out: &Output) -> Result<(), AppError
                 lang.pick("最近修改", "last change"),
                 s.last_change.as_deref().unwrap_or(none)
             );
-            println!(
-                "{}: {}",
-                lang.pick("上级服务器", "upstream"),
-                s.upstream.as_deref().unwrap_or(lang.pick(
-                    "未配置（仅本机保存）",
-                    "not configured (saved on this computer only)"
-                ))
-            );
+            if s.upstreams.is_empty() {
+                println!(
+                    "{}: {}",
+                    lang.pick("上级服务器", "upstream"),
+                    lang.pick("未配置（仅本机保存）", "not configured (saved on this computer only)")
+                );
+            }
+            for u in &s.upstreams {
+                let when = |ms: Option<i64>| {
+                    ms.and_then(chrono::DateTime::from_timestamp_millis)
+                        .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
+                        .unwrap_or_else(|| lang.pick("从未", "never").to_owned())
+                };
+                println!("{}: {}", lang.pick("上级服务器", "upstream"), u.url);
+                println!("  {}: {}", lang.pick("最近成功同步", "last success"), when(u.last_success_ms));
+                println!("  {}: {}", lang.pick("未确认的修改", "changes not yet confirmed"), u.unconfirmed_changes);
+                let error = match lang {
+                    Lang::Zh => u.last_error_zh.as_deref(),
+                    Lang::En => u.last_error_en.as_deref(),
+                };
+                if let Some(error) = error {
+                    println!("  {}: {error}", lang.pick("最近错误", "last error"));
+                }
+            }
+            if s.conflicts > 0 {
+                println!(
+                    "{}: {} ({})",
+                    lang.pick("冲突", "conflicts"),
+                    s.conflicts,
+                    lang.pick("两台电脑同时修改了同一记录，两个值都已保留，见 report", "the same record was edited on two computers; both values are kept, see report")
+                );
+            }
         }
+        Command::Sync => sync_command(agent, out)?,
+        Command::Run { .. } => {} // Handled before the store is opened.
+    }
+    Ok(())
+}
+
+fn sync_command(agent: &Agent, out: &Output) -> Result<(), AppError> {
+    let lang = out.lang;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| AppError::SyncFailed { message: e.to_string() })?;
+    let bar = if std::io::stderr().is_terminal() && !out.json {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let outcome = runtime.block_on(crate::sync::sync_now(agent, now_ms(), lang, &mut |s| {
+        bar.set_message(match lang {
+            Lang::Zh => format!("同步中：第 {} 轮，上传 {} 项，下载 {} 项", s.rounds, s.changes_up, s.changes_down),
+            Lang::En => format!("syncing: round {}, {} up, {} down", s.rounds, s.changes_up, s.changes_down),
+        });
+    }));
+    bar.finish_and_clear();
+    let outcome = outcome?;
+    for (url, reason) in &outcome.failed {
+        eprintln!("{} {url}: {reason}", lang.pick("未连上", "could not reach"));
+    }
+    if out.json {
+        out.json(&outcome);
+        return Ok(());
+    }
+    let s = &outcome.summary;
+    match lang {
+        Lang::Zh => println!(
+            "已与 {} 同步：{} 个文档，上传 {} 项修改，下载 {} 项修改，发送 {} 字节，接收 {} 字节，{} 轮，用时 {:.1} 秒",
+            outcome.upstream, s.documents_sent, s.changes_up, s.changes_down, s.bytes_up, s.bytes_down, s.rounds,
+            outcome.elapsed_ms as f64 / 1000.0
+        ),
+        Lang::En => println!(
+            "synced with {}: {} documents, {} changes up, {} changes down, {} bytes sent, {} bytes received, {} rounds, {:.1} s",
+            outcome.upstream, s.documents_sent, s.changes_up, s.changes_down, s.bytes_up, s.bytes_down, s.rounds,
+            outcome.elapsed_ms as f64 / 1000.0
+        ),
+    }
+    for (school, reason) in &s.refused {
+        eprintln!("{} {school}: {reason}", lang.pick("上级拒收", "refused upstream"));
     }
     Ok(())
 }
@@ -882,6 +1044,9 @@ fn print_report(report: &[ClassReport], date: &str, lang: Lang) {
         }
         for f in &r.findings {
             println!("  ! {}", f.message(lang));
+        }
+        if let Some(fb) = &r.feedback {
+            println!("  {} ({} {}): {}", lang.pick("上级意见", "feedback"), fb.by, fb.at, fb.note);
         }
         for c in &r.conflicts {
             println!(

@@ -9,3 +9,4 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod import;
+pub mod sync;

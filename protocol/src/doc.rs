@@ -6,7 +6,8 @@
 //!   attendance:  { "2026-11-03/3-2": Attendance, ... },
 //!   homework:    { "2026-11-03/3-2/数学/9f1c...": HomeworkItem, ... },
 //!   afterschool: { "2026-11-03/3-2": AfterSchool, ... },
-//!   findings:    { "2026-11-03/3-2": [Finding, ...], ... } }
+//!   findings:    { "2026-11-03/3-2": [Finding, ...], ... },
+//!   feedback:    { "2026-11-03/3-2": Feedback, ... } }     written upstream (county, city)
 //! ```
 //! A profile document: `{ schema: 1, school, name, county, classes: { "3-2": ClassInfo } }`.
 //!
@@ -72,7 +73,7 @@ pub fn skeleton(id: &DocId, actor: ActorId) -> Result<AutoCommit, DocError> {
         }
         DocKind::Records(month) => {
             doc.put(ROOT, "month", month.to_string())?;
-            for map in RECORD_MAPS.iter().chain(["findings"].iter()) {
+            for map in RECORD_MAPS.iter().chain(["findings", "feedback"].iter()) {
                 doc.put_object(ROOT, *map, ObjType::Map)?;
             }
         }
@@ -205,6 +206,21 @@ pub fn put_identity(doc: &mut AutoCommit, name: &str, county: &str) -> Result<()
     Ok(())
 }
 
+/// A note from the county or city on a class-day (审核意见), carried down to the school.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Reconcile, Hydrate)]
+pub struct Feedback {
+    pub note: String,
+    /// Who wrote it: `city`, or a county code.
+    pub by: String,
+    /// RFC 3339.
+    pub at: String,
+}
+
+/// Writes feedback on a class-day (key as [`class_day_key`]).
+pub fn put_feedback(doc: &mut AutoCommit, key: &str, feedback: &Feedback) -> Result<(), DocError> {
+    put(doc, "feedback", key, feedback)
+}
+
 pub fn read_profile(doc: &AutoCommit) -> Result<Profile, DocError> {
     Ok(autosurgeon::hydrate(doc)?)
 }
@@ -216,6 +232,7 @@ pub struct MonthRecords {
     pub homework: BTreeMap<String, HomeworkItem>,
     pub afterschool: BTreeMap<String, AfterSchool>,
     pub findings: BTreeMap<String, Vec<Finding>>,
+    pub feedback: BTreeMap<String, Feedback>,
 }
 
 impl MonthRecords {
@@ -241,6 +258,7 @@ pub fn read_month(doc: &AutoCommit) -> Result<MonthRecords, DocError> {
         homework: hydrate_map(doc, "homework")?,
         afterschool: hydrate_map(doc, "afterschool")?,
         findings: hydrate_map(doc, "findings")?,
+        feedback: hydrate_map(doc, "feedback")?,
     })
 }
 

@@ -5,6 +5,9 @@
 //! m/<name>                  small metadata values (school id, machine id)
 //! d/<doc id>/s              the document's last snapshot (`AutoCommit::save`)
 //! d/<doc id>/c/<hash hex>   one change not yet folded into the snapshot, raw bytes
+//! i/<doc id>                the document's heads (32 bytes each): the doc → heads index, so a
+//!                           "nothing new" sync answer and digests need no document loaded
+//! a/<link>/<doc id>         heads the upstream behind `link` last confirmed (see `replica`)
 //! ```
 //! Invariants:
 //! - [`DocStore::commit`] returns only after its batch is flushed: a command that reports success
@@ -73,6 +76,26 @@ impl LoadedDoc {
 pub struct DocStore {
     kv: Box<dyn Kv>,
     actor: ActorId,
+}
+
+/// Key of a document's heads in the index.
+pub fn index_key(id: &DocId) -> Vec<u8> {
+    format!("i/{id}").into_bytes()
+}
+
+/// Heads as stored: 32 bytes each, sorted.
+pub fn heads_bytes(heads: &[ChangeHash]) -> Vec<u8> {
+    let mut sorted = heads.to_vec();
+    sorted.sort();
+    sorted.iter().flat_map(|h| h.0).collect()
+}
+
+/// Heads from their stored form; trailing partial bytes are ignored.
+pub fn heads_from_bytes(bytes: &[u8]) -> Vec<ChangeHash> {
+    bytes
+        .chunks_exact(32)
+        .filter_map(|c| <[u8; 32]>::try_from(c).ok().map(ChangeHash))
+        .collect()
 }
 
 fn doc_prefix(id: &DocId) -> String {
@@ -227,6 +250,7 @@ impl DocStore {
                 loaded.increment_bytes += new_bytes;
             }
             loaded.saved_heads = loaded.doc.get_heads();
+            ops.push(Op::Put(index_key(&loaded.id), heads_bytes(&loaded.saved_heads)));
             loaded.stored = true;
         }
         if !ops.is_empty() {
@@ -234,6 +258,38 @@ impl DocStore {
             self.kv.flush()?;
         }
         Ok(written)
+    }
+
+    /// The heads index: every stored document whose id starts with `prefix` (`""` for all,
+    /// `"2113000001/"` for one school), with its heads, without loading any document.
+    pub fn index(&self, prefix: &str) -> Result<Vec<(DocId, Vec<ChangeHash>)>, StoreError> {
+        let mut out = Vec::new();
+        for (key, value) in self.kv.scan_prefix(format!("i/{prefix}").as_bytes())? {
+            let text = String::from_utf8_lossy(&key[2..]).into_owned();
+            if let Ok(id) = text.parse::<DocId>() {
+                out.push((id, heads_from_bytes(&value)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads a raw value (for modules layered on the store, such as `replica`).
+    pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.kv.get(key)?)
+    }
+
+    /// Writes ops durably without touching documents.
+    pub fn write_raw(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        if !ops.is_empty() {
+            self.kv.batch(ops)?;
+            self.kv.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Raw entries under a prefix.
+    pub fn scan_raw(&self, prefix: &[u8]) -> Result<crate::kv::Entries, StoreError> {
+        Ok(self.kv.scan_prefix(prefix)?)
     }
 
     /// Ids of every stored document, in order.

@@ -34,7 +34,7 @@ pub enum Op {
 }
 
 /// A key-value engine: ordered byte keys, atomic batches, durable flush.
-pub trait Kv {
+pub trait Kv: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError>;
     /// Applies all of `ops` or none of them, even across a crash.

@@ -2,10 +2,13 @@
 //!
 //! [`kv`] is the narrow engine trait (get, put, atomic batch, prefix scan, flush) with sled as its
 //! engine; [`docs`] keeps Automerge documents on it as a snapshot plus changes keyed by hash.
-//! This crate knows the document layout only through `schoolsync-protocol`; it does no network IO.
+//! [`replica`] is the disk side of syncing towards an upstream and [`upstream`] its HTTPS side.
+//! The sync logic itself is sans-IO, in `schoolsync_protocol::sync`.
 
 pub mod docs;
 pub mod kv;
+pub mod replica;
+pub mod upstream;
 
 pub use docs::{DocStore, LoadedDoc, StoreError};
 pub use kv::{Kv, KvError, Op, SledKv};

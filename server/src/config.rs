@@ -1,0 +1,47 @@
+//! Server settings from flags and an optional TOML config file (flags win). Each field's doc
+//! gives its default.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The config file: every field optional, the same names as the flags.
+///
+/// ```toml
+/// listen = "0.0.0.0:8443"
+/// data_dir = "/var/lib/schoolsync"
+/// tls_cert = "/etc/schoolsync/server.pem"
+/// tls_key = "/etc/schoolsync/server.key"
+/// # relay only:
+/// county = "130821"
+/// upstream = "https://city.example:8443"
+/// ca = "/etc/schoolsync/ca.pem"
+/// ```
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address to listen on. Default `0.0.0.0:8443`.
+    pub listen: Option<String>,
+    /// Where the store lives. Required.
+    pub data_dir: Option<PathBuf>,
+    /// Server certificate chain (PEM). Required.
+    pub tls_cert: Option<PathBuf>,
+    /// Server private key (PEM). Required.
+    pub tls_key: Option<PathBuf>,
+    /// Relay: its county code. Required for a relay.
+    pub county: Option<String>,
+    /// Relay: the city's URL. Required for a relay.
+    pub upstream: Option<String>,
+    /// Relay: CA certificate that signed the city's certificate. Default: `ca.pem` beside the
+    /// server certificate.
+    pub ca: Option<PathBuf>,
+    /// Relay: how often to check in with the city when idle, ms. Default 30000.
+    pub forward_interval_ms: Option<u64>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}

@@ -1,0 +1,125 @@
+//! A relay's forwarder: keeps pushing its county's documents to the city and pulling what the
+//! city has for them (feedback), soon after each downstream commit and on an interval, backing
+//! off with jitter while the city is unreachable. Every page the city commits is kept.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use schoolsync_store::replica::{link_key, Replica};
+use schoolsync_store::upstream::{LinkError, Upstream, ROUNDS_MAX};
+
+use crate::node::Node;
+
+/// How often the relay checks in with the city when nothing happens downstream.
+pub const FORWARD_INTERVAL_MS: u64 = 30_000;
+/// First retry delay after a failure; doubles up to [`BACKOFF_MAX_MS`].
+pub const BACKOFF_MIN_MS: u64 = 500;
+pub const BACKOFF_MAX_MS: u64 = 60_000;
+/// Wait this long after a downstream commit before forwarding, to batch a burst of schools.
+pub const BATCH_DELAY_MS: u64 = 200;
+
+/// State visible through health: last success and last error.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ForwardStatus {
+    pub last_success_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub rounds: u64,
+}
+
+/// Forwards until the shutdown watch flips.
+pub async fn run(
+    node: Arc<Node>,
+    upstream: Upstream,
+    committed: Arc<tokio::sync::Notify>,
+    status: Arc<std::sync::Mutex<ForwardStatus>>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    interval_ms: u64,
+) {
+    let mut backoff_ms = 0u64;
+    let mut seed = std::process::id() as u64 ^ 0x9e37_79b9_7f4a_7c15;
+    loop {
+        let wait = if backoff_ms > 0 {
+            // Full jitter: spread retries of many relays over the backoff window.
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            backoff_ms / 2 + (seed >> 33) % (backoff_ms / 2 + 1)
+        } else {
+            interval_ms
+        };
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = committed.notified(), if backoff_ms == 0 => {
+                tokio::time::sleep(Duration::from_millis(BATCH_DELAY_MS)).await;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        match forward_once(&node, &upstream).await {
+            Ok(rounds) => {
+                backoff_ms = 0;
+                if let Ok(mut s) = status.lock() {
+                    s.last_success_ms = Some(now_ms());
+                    s.last_error = None;
+                    s.rounds += rounds as u64;
+                }
+            }
+            Err(e) => {
+                backoff_ms = (backoff_ms * 2).clamp(BACKOFF_MIN_MS, BACKOFF_MAX_MS);
+                tracing::warn!(error = %e, retry_in_ms = backoff_ms, "forwarding to the city failed");
+                if let Ok(mut s) = status.lock() {
+                    s.last_error = Some(e.to_string());
+                }
+            }
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Syncs every school this relay holds with the city until both hold the same heads.
+pub async fn forward_once(node: &Arc<Node>, upstream: &Upstream) -> Result<usize, LinkError> {
+    let link = link_key(&upstream.url);
+    let mut pulls = BTreeSet::new();
+    for round in 1..=ROUNDS_MAX {
+        let (n, l, p) = (node.clone(), link.clone(), pulls.clone());
+        let request = tokio::task::spawn_blocking(move || {
+            n.with_docs(|store, _| {
+                let replica = Replica::new(store, &l);
+                let schools = replica.schools()?;
+                replica.build(&schools, &p)
+            })
+        })
+        .await
+        .map_err(|_| LinkError::NoProgress)?
+        .map_err(|_| LinkError::NoProgress)??;
+        if request.schools.is_empty() {
+            return Ok(round - 1);
+        }
+        let (response, _, _) = upstream.round(&request).await?;
+        let (n, l) = (node.clone(), link.clone());
+        let absorbed = tokio::task::spawn_blocking(move || {
+            n.with_docs(|store, cache| {
+                let out = Replica::new(store, &l).absorb(&request, response);
+                cache.clear(); // Documents changed underneath the cache.
+                out
+            })
+        })
+        .await
+        .map_err(|_| LinkError::NoProgress)?
+        .map_err(|_| LinkError::NoProgress)??;
+        for (school, refusal) in &absorbed.refused {
+            tracing::warn!(%school, reason = %refusal.message, "the city refused a school's documents");
+        }
+        if absorbed.in_sync || !absorbed.refused.is_empty() && absorbed.pulls.is_empty() {
+            return Ok(round);
+        }
+        pulls = absorbed.pulls;
+    }
+    Err(LinkError::NoProgress)
+}

@@ -1,0 +1,225 @@
+//! One server node (the city, or a county relay): its store, a bounded cache of loaded documents,
+//! and the upstream side of sync (apply a downstream round, answer it).
+//!
+//! All store writes go through [`Node::with_docs`], one at a time: a relay's forwarder and its
+//! request handlers must not commit the same document from two stale copies (the heads index
+//! would then lie). Reads that need no document (digests, "nothing new") use the index only.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use schoolsync_protocol::ids::{CountyCode, DocId};
+use schoolsync_protocol::sync::{
+    apply_payload, check_limits, digest, reply_for, to_wire, Refusal, SchoolReply, SyncRequest, SyncResponse,
+    WireError, BATCH_BYTES_MAX,
+};
+use schoolsync_store::{DocStore, LoadedDoc, StoreError};
+
+/// Loaded documents kept in memory. A month document of a 30-class school is about 1.3 MiB
+/// loaded; 16 of them stay well inside the 20 MB budget per school-term, while the index answers
+/// everything that needs no document.
+pub const CACHE_DOCS_MAX: usize = 16;
+
+/// What a node is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    City,
+    Relay { county: CountyCode },
+}
+
+impl Role {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Role::City => "city",
+            Role::Relay { .. } => "relay",
+        }
+    }
+}
+
+/// A least-recently-used cache of loaded documents.
+#[derive(Default)]
+pub struct DocCache {
+    docs: HashMap<DocId, LoadedDoc>,
+    order: VecDeque<DocId>,
+}
+
+impl DocCache {
+    /// Takes a document out of the cache if it is still current (its heads match the index),
+    /// else loads it from the store.
+    pub fn take(&mut self, store: &DocStore, id: &DocId) -> Result<LoadedDoc, StoreError> {
+        if let Some(mut cached) = self.docs.remove(id) {
+            self.order.retain(|d| d != id);
+            let indexed = store.index(&id.to_string())?.into_iter().find(|(d, _)| d == id).map(|(_, h)| h);
+            let mut heads = cached.doc.get_heads();
+            heads.sort();
+            if indexed.as_deref() == Some(heads.as_slice()) {
+                return Ok(cached);
+            }
+        }
+        store.load(id)
+    }
+
+    /// Puts a document back, evicting the least recently used beyond [`CACHE_DOCS_MAX`].
+    pub fn put(&mut self, loaded: LoadedDoc) {
+        let id = loaded.id.clone();
+        self.order.retain(|d| *d != id);
+        self.order.push_back(id.clone());
+        self.docs.insert(id, loaded);
+        while self.order.len() > CACHE_DOCS_MAX {
+            if let Some(old) = self.order.pop_front() {
+                self.docs.remove(&old);
+            }
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.docs.clear();
+        self.order.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.docs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.docs.is_empty()
+    }
+}
+
+/// A city or relay node.
+pub struct Node {
+    pub role: Role,
+    pub store: DocStore,
+    /// The write path: every document mutation holds this. A `std` mutex, not a tokio one: it is
+    /// only held inside `spawn_blocking`, never across an await.
+    cache: Mutex<DocCache>,
+}
+
+/// Failure to serve a round: the request is answered with a 5xx and nothing was acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal lock poisoned")]
+    Poisoned,
+}
+
+impl Node {
+    pub fn new(role: Role, store: DocStore) -> Node {
+        Node {
+            role,
+            store,
+            cache: Mutex::new(DocCache::default()),
+        }
+    }
+
+    /// Runs `f` with exclusive write access to the store's documents.
+    pub fn with_docs<T>(&self, f: impl FnOnce(&DocStore, &mut DocCache) -> T) -> Result<T, NodeError> {
+        let mut cache = self.cache.lock().map_err(|_| NodeError::Poisoned)?;
+        Ok(f(&self.store, &mut cache))
+    }
+
+    /// Serves one downstream round: verify and apply every school's entries, commit durably,
+    /// then answer. A school whose entries fail verification is refused whole; others proceed.
+    /// Returns the response and whether anything new was committed.
+    pub fn serve_sync(&self, request: &SyncRequest) -> Result<(SyncResponse, usize), NodeError> {
+        let mut response = SyncResponse::default();
+        let mut new_changes = 0;
+        let mut budget = BATCH_BYTES_MAX;
+        self.with_docs(|store, cache| -> Result<(), NodeError> {
+            for school in &request.schools {
+                let mut loaded: Vec<LoadedDoc> = Vec::new();
+                let mut refusal = None;
+                for entry in &school.docs {
+                    let mut doc = cache.take(store, &entry.doc)?;
+                    match apply_payload(&entry.doc, &mut doc.doc, &entry.changes, entry.snapshot.as_deref()) {
+                        Ok(applied) => {
+                            new_changes += applied.new_changes;
+                            loaded.push(doc);
+                        }
+                        Err(e) => {
+                            refusal = Some(refused(&e));
+                            break;
+                        }
+                    }
+                }
+                let index_before = store.index(&format!("{}/", school.school))?;
+                if let Some(refusal) = refusal {
+                    // Drop every document of this school we touched: none of it is committed.
+                    response.schools.push(SchoolReply {
+                        school: school.school.clone(),
+                        digest: digest(index_before.iter().map(|(id, h)| (id, h.as_slice()))),
+                        docs: Vec::new(),
+                        index: None,
+                        refused: Some(refusal),
+                    });
+                    continue;
+                }
+                let mut refs: Vec<&mut LoadedDoc> = loaded.iter_mut().collect();
+                store.commit(&mut refs, Vec::new())?;
+                let mut replies = Vec::new();
+                for (entry, doc) in school.docs.iter().zip(loaded.iter_mut()) {
+                    replies.push(reply_for(&entry.doc, &mut doc.doc, entry, &mut budget));
+                }
+                for doc in loaded {
+                    cache.put(doc);
+                }
+                let index = store.index(&format!("{}/", school.school))?;
+                let ours = digest(index.iter().map(|(id, h)| (id, h.as_slice())));
+                response.schools.push(SchoolReply {
+                    school: school.school.clone(),
+                    digest: ours,
+                    docs: replies,
+                    index: (ours != school.digest)
+                        .then(|| index.iter().map(|(id, h)| (id.clone(), to_wire(h))).collect()),
+                    refused: None,
+                });
+            }
+            Ok(())
+        })??;
+        Ok((response, new_changes))
+    }
+
+    /// Writes feedback on a class-day into a school's month document, as this node's own change;
+    /// it reaches the school on its next sync. Refuses documents this node does not hold.
+    pub fn put_feedback(&self, doc: &DocId, key: &str, note: &str, now_ms: i64) -> Result<bool, NodeError> {
+        let by = match &self.role {
+            Role::City => "city".to_owned(),
+            Role::Relay { county } => county.to_string(),
+        };
+        self.with_docs(|store, cache| -> Result<bool, NodeError> {
+            let mut loaded = cache.take(store, doc)?;
+            if !loaded.exists() {
+                return Ok(false);
+            }
+            let at = chrono::DateTime::from_timestamp_millis(now_ms)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let feedback = schoolsync_protocol::doc::Feedback { note: note.to_owned(), by: by.clone(), at };
+            schoolsync_protocol::doc::put_feedback(&mut loaded.doc, key, &feedback)
+                .map_err(|e| NodeError::Store(StoreError::from(e)))?;
+            let meta = schoolsync_protocol::doc::CommitMeta {
+                school: doc.school.to_string(),
+                clerk: by.clone(),
+                machine: self.role.name().to_owned(),
+                action: "feedback".to_owned(),
+            };
+            schoolsync_protocol::doc::commit(&mut loaded.doc, &meta, now_ms);
+            store.commit(&mut [&mut loaded], Vec::new())?;
+            cache.put(loaded);
+            Ok(true)
+        })?
+    }
+
+    /// Checks a decoded request against the wire limits.
+    pub fn check(&self, request: &SyncRequest) -> Result<(), WireError> {
+        check_limits(request)
+    }
+}
+
+fn refused(e: &WireError) -> Refusal {
+    Refusal {
+        code: e.code().to_owned(),
+        message: e.to_string(),
+    }
+}

@@ -1,0 +1,197 @@
+//! The network side of syncing towards an upstream: HTTPS (rustls, a private CA) carrying the
+//! wire messages of `schoolsync_protocol::sync`, and the round loop that drives a [`Replica`].
+//!
+//! Errors are classified for people: "the county server did not answer" rather than "error
+//! sending request".
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use schoolsync_protocol::ids::SchoolId;
+use schoolsync_protocol::sync::{self, SyncRequest, SyncResponse, WireError, CONTENT_TYPE};
+use schoolsync_protocol::Lang;
+
+use crate::docs::StoreError;
+use crate::replica::{Absorbed, Replica};
+
+/// How long to wait for a TCP+TLS connection: rural links are slow but not this slow.
+pub const CONNECT_TIMEOUT_MS: u64 = 10_000;
+/// How long one round may take: a page at 64 kbit/s is ~20 s.
+pub const REQUEST_TIMEOUT_MS: u64 = 60_000;
+/// Rounds in one sync before giving up: a term is a few dozen pages; more means a loop.
+pub const ROUNDS_MAX: usize = 10_000;
+
+/// Why a sync failed, in terms a clerk can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("the upstream server at {url} did not answer ({detail})")]
+    Unreachable { url: String, detail: String },
+    #[error("the upstream server at {url} could not be verified: {detail}")]
+    Certificate { url: String, detail: String },
+    #[error("the upstream server refused the request ({status}): {message}")]
+    Refused { status: u16, code: String, message: String },
+    #[error("the upstream server sent a reply this program cannot read: {0}")]
+    Protocol(#[from] WireError),
+    #[error("the CA certificate is not usable: {0}")]
+    BadCa(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("sync did not finish after {ROUNDS_MAX} rounds")]
+    NoProgress,
+}
+
+impl LinkError {
+    /// The error in the clerk's language, with what to do.
+    pub fn message(&self, lang: Lang) -> String {
+        match (self, lang) {
+            (LinkError::Unreachable { url, .. }, Lang::Zh) => {
+                format!("上级服务器（{url}）没有响应。请检查网络连接；数据已保存在本机，联网后会自动补传。")
+            }
+            (LinkError::Unreachable { url, .. }, Lang::En) => format!(
+                "the upstream server ({url}) did not answer. Check the network; your data is saved here and will be sent when the link is back."
+            ),
+            (LinkError::Certificate { url, .. }, Lang::Zh) => {
+                format!("无法验证上级服务器（{url}）的证书。请联系县教育局确认证书文件（--ca）。")
+            }
+            (LinkError::Refused { message, .. }, Lang::Zh) => format!("上级服务器拒绝了请求：{message}"),
+            (LinkError::Protocol(_), Lang::Zh) => "上级服务器的程序版本与本机不兼容，请联系县教育局升级。".to_owned(),
+            (LinkError::Store(e), Lang::Zh) => format!("本机数据存储出错：{e}"),
+            (other, _) => other.to_string(),
+        }
+    }
+}
+
+/// An HTTPS client for one upstream URL.
+#[derive(Clone)]
+pub struct Upstream {
+    pub url: String,
+    http: reqwest::Client,
+}
+
+impl Upstream {
+    /// A client trusting only `ca_pem` (the deployment's private CA); `None` trusts nothing, so
+    /// every HTTPS connection fails verification (useful only against a missing CA).
+    pub fn new(url: &str, ca_pem: Option<&[u8]>) -> Result<Upstream, LinkError> {
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
+            .timeout(Duration::from_millis(REQUEST_TIMEOUT_MS))
+            .pool_idle_timeout(Duration::from_secs(90));
+        if let Some(pem) = ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(|e| LinkError::BadCa(e.to_string()))? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(|e| LinkError::BadCa(e.to_string()))?;
+        Ok(Upstream {
+            url: url.trim_end_matches('/').to_owned(),
+            http,
+        })
+    }
+
+    /// One round trip.
+    pub async fn round(&self, request: &SyncRequest) -> Result<(SyncResponse, usize, usize), LinkError> {
+        let body = sync::encode(request);
+        let sent = body.len();
+        let url = format!("{}/v1/sync", self.url);
+        let response = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.classify(e))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| self.classify(e))?;
+        if !status.is_success() {
+            let parsed: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+            let field = |k: &str| {
+                parsed
+                    .as_ref()
+                    .and_then(|v| v.get(k))
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            return Err(LinkError::Refused {
+                status: status.as_u16(),
+                code: field("code"),
+                message: field("message"),
+            });
+        }
+        Ok((sync::decode(&bytes)?, sent, bytes.len()))
+    }
+
+    fn classify(&self, e: reqwest::Error) -> LinkError {
+        let detail = format!("{e:?}");
+        if detail.contains("certificate") || detail.contains("Certificate") || detail.contains("UnknownIssuer") {
+            LinkError::Certificate {
+                url: self.url.clone(),
+                detail,
+            }
+        } else {
+            LinkError::Unreachable {
+                url: self.url.clone(),
+                detail: e.to_string(),
+            }
+        }
+    }
+}
+
+/// Figures of one finished sync.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SyncSummary {
+    pub rounds: usize,
+    pub documents_sent: usize,
+    pub changes_up: usize,
+    pub changes_down: usize,
+    pub bytes_up: usize,
+    pub bytes_down: usize,
+    pub refused: Vec<(String, String)>,
+}
+
+/// Syncs `schools` with the upstream until both sides hold the same heads. `progress` is told
+/// each round's summary so far. Every round's reply is durably absorbed before the next starts.
+pub async fn sync_schools(
+    upstream: &Upstream,
+    replica: &Replica<'_>,
+    schools: &[SchoolId],
+    progress: &mut dyn FnMut(&SyncSummary),
+) -> Result<SyncSummary, LinkError> {
+    let mut summary = SyncSummary::default();
+    let mut pulls = BTreeSet::new();
+    let mut active: Vec<SchoolId> = schools.to_vec();
+    while summary.rounds < ROUNDS_MAX {
+        let request = replica.build(&active, &pulls)?;
+        summary.documents_sent += request.schools.iter().map(|s| s.docs.len()).sum::<usize>();
+        summary.changes_up += request
+            .schools
+            .iter()
+            .flat_map(|s| &s.docs)
+            .map(|d| d.changes.len() + usize::from(d.snapshot.is_some()))
+            .sum::<usize>();
+        let (response, up, down) = upstream.round(&request).await?;
+        summary.rounds += 1;
+        summary.bytes_up += up;
+        summary.bytes_down += down;
+        let Absorbed {
+            pulls: next,
+            changes_down,
+            in_sync,
+            refused,
+        } = replica.absorb(&request, response)?;
+        summary.changes_down += changes_down;
+        for (school, refusal) in refused {
+            active.retain(|s| *s != school);
+            summary.refused.push((school.to_string(), refusal.message));
+        }
+        progress(&summary);
+        pulls = next;
+        if in_sync || active.is_empty() {
+            return Ok(summary);
+        }
+    }
+    Err(LinkError::NoProgress)
+}
