@@ -116,7 +116,7 @@ fn run(label: &str, days: usize) -> Result<(), Box<dyn std::error::Error>> {
                 machine: "bench".into(),
             },
         );
-        agent.init("2113000001", "130821", "基准小学", 0)?;
+        agent.init("2113000001", "130821", "基准小学", None, 0)?;
         let started = Instant::now();
         let mut records = 0;
         for (kind, csv) in sheets(&days) {

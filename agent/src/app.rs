@@ -433,7 +433,10 @@ impl Agent {
                     homework: day.homework.iter().map(|h| (*h).clone()).collect(),
                     afterschool: day.afterschool.cloned(),
                     findings: evaluate(&day, &limits),
-                    feedback: records.feedback.get(&doc::class_day_key(date, &info.class)).cloned(),
+                    feedback: records
+                        .feedback
+                        .get(&doc::class_day_key(date, &info.class))
+                        .cloned(),
                     conflicts: conflicts
                         .iter()
                         .filter(|c| format!("{}/", c.key).starts_with(&prefix))

@@ -371,7 +371,11 @@ pub fn run(cli: Cli) -> u8 {
     if let Command::Run { interval_secs } = cli.command {
         let store_dir = data_dir.join("store");
         let open = || -> Result<Agent, AppError> {
-            Ok(Agent::new(open_store(&store_dir, lang)?, config.clone(), actor.clone()))
+            Ok(Agent::new(
+                open_store(&store_dir, lang)?,
+                config.clone(),
+                actor.clone(),
+            ))
         };
         eprintln!(
             "{}",
@@ -380,14 +384,22 @@ pub fn run(cli: Cli) -> u8 {
                 "schoolsync-agent is running: changes are synced soon after they are made. Ctrl-C stops it."
             )
         );
-        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
             Ok(r) => r,
             Err(_) => return exit::INTERNAL,
         };
         let stop = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        return match runtime.block_on(crate::sync::run_loop(open, lang, interval_secs.max(1) * 1000, stop)) {
+        return match runtime.block_on(crate::sync::run_loop(
+            open,
+            lang,
+            interval_secs.max(1) * 1000,
+            stop,
+        )) {
             Ok(()) => exit::OK,
             Err(e) => report_error(&e, lang),
         };
@@ -801,18 +813,33 @@ fn execute(agent: &Agent, command: Command, out: &Output) -> Result<(), AppError
                 println!(
                     "{}: {}",
                     lang.pick("上级服务器", "upstream"),
-                    lang.pick("未配置（仅本机保存）", "not configured (saved on this computer only)")
+                    lang.pick(
+                        "未配置（仅本机保存）",
+                        "not configured (saved on this computer only)"
+                    )
                 );
             }
             for u in &s.upstreams {
                 let when = |ms: Option<i64>| {
                     ms.and_then(chrono::DateTime::from_timestamp_millis)
-                        .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
+                        .map(|t| {
+                            t.with_timezone(&chrono::Local)
+                                .format("%Y-%m-%d %H:%M:%S")
+                                .to_string()
+                        })
                         .unwrap_or_else(|| lang.pick("从未", "never").to_owned())
                 };
                 println!("{}: {}", lang.pick("上级服务器", "upstream"), u.url);
-                println!("  {}: {}", lang.pick("最近成功同步", "last success"), when(u.last_success_ms));
-                println!("  {}: {}", lang.pick("未确认的修改", "changes not yet confirmed"), u.unconfirmed_changes);
+                println!(
+                    "  {}: {}",
+                    lang.pick("最近成功同步", "last success"),
+                    when(u.last_success_ms)
+                );
+                println!(
+                    "  {}: {}",
+                    lang.pick("未确认的修改", "changes not yet confirmed"),
+                    u.unconfirmed_changes
+                );
                 let error = match lang {
                     Lang::Zh => u.last_error_zh.as_deref(),
                     Lang::En => u.last_error_en.as_deref(),
@@ -841,7 +868,9 @@ fn sync_command(agent: &Agent, out: &Output) -> Result<(), AppError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| AppError::SyncFailed { message: e.to_string() })?;
+        .map_err(|e| AppError::SyncFailed {
+            message: e.to_string(),
+        })?;
     let bar = if std::io::stderr().is_terminal() && !out.json {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
@@ -851,8 +880,14 @@ fn sync_command(agent: &Agent, out: &Output) -> Result<(), AppError> {
     };
     let outcome = runtime.block_on(crate::sync::sync_now(agent, now_ms(), lang, &mut |s| {
         bar.set_message(match lang {
-            Lang::Zh => format!("同步中：第 {} 轮，上传 {} 项，下载 {} 项", s.rounds, s.changes_up, s.changes_down),
-            Lang::En => format!("syncing: round {}, {} up, {} down", s.rounds, s.changes_up, s.changes_down),
+            Lang::Zh => format!(
+                "同步中：第 {} 轮，上传 {} 项，下载 {} 项",
+                s.rounds, s.changes_up, s.changes_down
+            ),
+            Lang::En => format!(
+                "syncing: round {}, {} up, {} down",
+                s.rounds, s.changes_up, s.changes_down
+            ),
         });
     }));
     bar.finish_and_clear();
@@ -878,7 +913,10 @@ fn sync_command(agent: &Agent, out: &Output) -> Result<(), AppError> {
         ),
     }
     for (school, reason) in &s.refused {
-        eprintln!("{} {school}: {reason}", lang.pick("上级拒收", "refused upstream"));
+        eprintln!(
+            "{} {school}: {reason}",
+            lang.pick("上级拒收", "refused upstream")
+        );
     }
     Ok(())
 }
@@ -1046,7 +1084,13 @@ fn print_report(report: &[ClassReport], date: &str, lang: Lang) {
             println!("  ! {}", f.message(lang));
         }
         if let Some(fb) = &r.feedback {
-            println!("  {} ({} {}): {}", lang.pick("上级意见", "feedback"), fb.by, fb.at, fb.note);
+            println!(
+                "  {} ({} {}): {}",
+                lang.pick("上级意见", "feedback"),
+                fb.by,
+                fb.at,
+                fb.note
+            );
         }
         for c in &r.conflicts {
             println!(

@@ -32,6 +32,9 @@ pub struct LinkStatus {
     pub last_attempt_ms: Option<i64>,
     pub last_error_zh: Option<String>,
     pub last_error_en: Option<String>,
+    /// A sync may have been cut after the upstream committed: probe before pushing next time.
+    #[serde(default)]
+    pub needs_probe: bool,
     /// Local changes this upstream has not confirmed (filled in by `status`).
     #[serde(default)]
     pub unconfirmed_changes: usize,
@@ -45,7 +48,10 @@ pub fn load_upstreams(store: &DocStore) -> Result<Upstreams, StoreError> {
 }
 
 pub fn upstreams_op(upstreams: &Upstreams) -> Op {
-    DocStore::meta_op("upstreams", &serde_json::to_string(upstreams).unwrap_or_default())
+    DocStore::meta_op(
+        "upstreams",
+        &serde_json::to_string(upstreams).unwrap_or_default(),
+    )
 }
 
 fn status_name(url: &str) -> String {
@@ -96,22 +102,36 @@ pub async fn sync_now(
     for url in &upstreams.urls {
         let started = Instant::now();
         let mut status = link_status(&agent.store, url)?;
+        // The last attempt was cut after a request went out: what the upstream committed may be
+        // ahead of `acked`. Marked before this attempt too, in case this process is killed.
+        let interrupted = status.needs_probe;
         status.last_attempt_ms = Some(now_ms);
+        status.needs_probe = true;
+        save_status(&agent.store, &status)?;
         let result = match Upstream::new(url, upstreams.ca_pem.as_deref().map(str::as_bytes)) {
             Ok(upstream) => {
                 let replica = Replica::new(&agent.store, &link_key(url));
-                sync_schools(&upstream, &replica, std::slice::from_ref(&school), progress).await
+                sync_schools(
+                    &upstream,
+                    &replica,
+                    std::slice::from_ref(&school),
+                    interrupted,
+                    progress,
+                )
+                .await
             }
             Err(e) => Err(e),
         };
         match result {
             Ok(summary) => {
+                status.needs_probe = false;
                 status.last_success_ms = Some(now_ms);
                 status.last_error_zh = None;
                 status.last_error_en = None;
                 if let Some((_, reason)) = summary.refused.first() {
                     status.last_error_zh = Some(format!("上级服务器拒收了本校数据：{reason}"));
-                    status.last_error_en = Some(format!("the upstream refused this school's data: {reason}"));
+                    status.last_error_en =
+                        Some(format!("the upstream refused this school's data: {reason}"));
                 }
                 save_status(&agent.store, &status)?;
                 return Ok(SyncOutcome {
@@ -123,6 +143,7 @@ pub async fn sync_now(
             }
             Err(LinkError::Store(e)) => return Err(AppError::Store(e)),
             Err(e) => {
+                status.needs_probe = interrupted || e.maybe_delivered();
                 status.last_error_zh = Some(e.message(Lang::Zh));
                 status.last_error_en = Some(e.message(Lang::En));
                 save_status(&agent.store, &status)?;
@@ -143,8 +164,8 @@ pub fn statuses(agent: &Agent) -> Result<Vec<LinkStatus>, AppError> {
     let mut out = Vec::new();
     for url in &upstreams.urls {
         let mut status = link_status(&agent.store, url)?;
-        status.unconfirmed_changes =
-            Replica::new(&agent.store, &link_key(url)).unconfirmed(std::slice::from_ref(&school))?;
+        status.unconfirmed_changes = Replica::new(&agent.store, &link_key(url))
+            .unconfirmed(std::slice::from_ref(&school))?;
         out.push(status);
     }
     Ok(out)
@@ -194,14 +215,18 @@ pub async fn run_loop(
                     Err(AppError::Store(e)) => return Err(AppError::Store(e)),
                     Err(e) => {
                         backoff_ms = (backoff_ms * 2).clamp(RUN_POLL_MS, RUN_BACKOFF_MAX_MS);
-                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        seed = seed
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
                         let jittered = backoff_ms / 2 + (seed >> 33) % (backoff_ms / 2 + 1);
                         next_sync = Instant::now() + Duration::from_millis(jittered);
                         eprintln!("{}", crate::app::error_message(&e, lang));
                     }
                 }
             }
-            next_sync.saturating_duration_since(Instant::now()).min(Duration::from_millis(RUN_POLL_MS))
+            next_sync
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(RUN_POLL_MS))
             // The agent (and the store lock) is dropped here, between rounds.
         };
         tokio::select! {

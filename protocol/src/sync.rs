@@ -42,9 +42,9 @@ pub const MAGIC: &[u8; 4] = b"SSYN";
 /// HTTP content type of encoded messages.
 pub const CONTENT_TYPE: &str = "application/x-schoolsync";
 /// Changes in one request or response stop being added at this many bytes: small enough that a
-/// page gets through a link that drops every few seconds at 2G speeds (~30 s at 64 kbit/s), large
+/// page gets through a link that drops every 20 seconds at 2G speeds (~8 s at 64 kbit/s), large
 /// enough that a term (a few hundred KiB) takes only a few pages.
-pub const BATCH_BYTES_MAX: usize = 128 * 1024;
+pub const BATCH_BYTES_MAX: usize = 64 * 1024;
 /// Bodies below this are sent uncompressed: gzip's header costs more than it saves on a digest.
 pub const COMPRESS_BYTES_MIN: usize = 512;
 /// Largest decoded message accepted: a page plus whole month documents, with room to spare.
@@ -331,7 +331,12 @@ pub fn known(doc: &mut AutoCommit, heads: impl IntoIterator<Item = ChangeHash>) 
 /// The upstream's reply for one document after applying the sender's entry: what the sender
 /// lacks, given its `heads`, `acked` and the changes it just sent, cut at `budget` bytes (which is
 /// decreased by what this page uses).
-pub fn reply_for(doc_id: &DocId, doc: &mut AutoCommit, entry: &DocSync, budget: &mut usize) -> DocReply {
+pub fn reply_for(
+    doc_id: &DocId,
+    doc: &mut AutoCommit,
+    entry: &DocSync,
+    budget: &mut usize,
+) -> DocReply {
     let sent: Vec<ChangeHash> = entry
         .changes
         .iter()
@@ -339,7 +344,8 @@ pub fn reply_for(doc_id: &DocId, doc: &mut AutoCommit, entry: &DocSync, budget: 
         .collect();
     let heads = doc.get_heads();
     let missing = to_wire(&doc.get_missing_deps(&[]));
-    let sender_has_nothing = entry.heads.is_empty() && entry.acked.is_empty() && entry.snapshot.is_none();
+    let sender_has_nothing =
+        entry.heads.is_empty() && entry.acked.is_empty() && entry.snapshot.is_none();
     let mut reply = DocReply {
         doc: doc_id.clone(),
         heads: to_wire(&heads),
@@ -373,7 +379,13 @@ pub fn reply_for(doc_id: &DocId, doc: &mut AutoCommit, entry: &DocSync, budget: 
 
 /// Fills `out` with the changes after `base` (causal order) until `budget` is spent; sets `more`
 /// when some remain. At least one change is always included, so a page always makes progress.
-pub fn page_changes(doc: &mut AutoCommit, base: &[ChangeHash], budget: &mut usize, out: &mut Vec<Vec<u8>>, more: &mut bool) {
+pub fn page_changes(
+    doc: &mut AutoCommit,
+    base: &[ChangeHash],
+    budget: &mut usize,
+    out: &mut Vec<Vec<u8>>,
+    more: &mut bool,
+) {
     for change in doc.get_changes(base) {
         let bytes = change.raw_bytes();
         if !out.is_empty() && bytes.len() > *budget {
@@ -390,12 +402,18 @@ pub fn check_limits(request: &SyncRequest) -> Result<(), WireError> {
     if request.schools.len() > SCHOOLS_PER_REQUEST_MAX {
         return Err(WireError::Limit("schools per request"));
     }
-    if request.schools.iter().any(|s| s.docs.len() > DOCS_PER_SCHOOL_MAX) {
+    if request
+        .schools
+        .iter()
+        .any(|s| s.docs.len() > DOCS_PER_SCHOOL_MAX)
+    {
         return Err(WireError::Limit("documents per school"));
     }
     for school in &request.schools {
         if school.docs.iter().any(|d| d.doc.school != school.school) {
-            return Err(WireError::Malformed("a document is listed under another school".into()));
+            return Err(WireError::Malformed(
+                "a document is listed under another school".into(),
+            ));
         }
     }
     Ok(())
@@ -413,7 +431,13 @@ pub enum Plan {
 /// Plans one document: push what the upstream lacks (changes after `acked`, or the whole document
 /// when nothing was ever acked), or pull when `pull` is set (the upstream's index showed heads we
 /// lack, or its last reply said `more`).
-pub fn plan(doc_id: &DocId, doc: &mut AutoCommit, acked: &[ChangeHash], pull: bool, budget: &mut usize) -> Plan {
+pub fn plan(
+    doc_id: &DocId,
+    doc: &mut AutoCommit,
+    acked: &[ChangeHash],
+    pull: bool,
+    budget: &mut usize,
+) -> Plan {
     let heads = doc.get_heads();
     let acked = known(doc, acked.iter().copied());
     let mut sorted_heads = heads.clone();

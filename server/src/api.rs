@@ -54,7 +54,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/sync", post(sync))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state)
 }
@@ -67,8 +69,15 @@ async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok", "role": state.node.role.name(), "county": county }))
 }
 
-async fn sync(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+async fn sync(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if content_type != CONTENT_TYPE {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -90,10 +99,20 @@ async fn sync(State(state): State<AppState>, headers: HeaderMap, body: Bytes) ->
     let node = state.node.clone();
     let served = tokio::task::spawn_blocking(move || node.serve_sync(&request))
         .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the request could not be processed"))?;
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the request could not be processed",
+            )
+        })?;
     let (response, new_changes) = served.map_err(|e| {
         tracing::error!(error = %e, "sync failed");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the server could not store the data; try again later")
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the server could not store the data; try again later",
+        )
     })?;
     if new_changes > 0 {
         state.committed.notify_one();

@@ -5,14 +5,19 @@
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
     #[error("certificate generation failed: {0}")]
     Rcgen(#[from] rcgen::Error),
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Paths of the files written.
@@ -25,7 +30,10 @@ pub struct CertFiles {
 }
 
 fn write(path: PathBuf, text: &str, secret: bool) -> Result<PathBuf, CertError> {
-    let err = |source| CertError::Write { path: path.clone(), source };
+    let err = |source| CertError::Write {
+        path: path.clone(),
+        source,
+    };
     std::fs::write(&path, text).map_err(err)?;
     #[cfg(unix)]
     if secret {
@@ -39,23 +47,38 @@ fn write(path: PathBuf, text: &str, secret: bool) -> Result<PathBuf, CertError> 
 
 /// Generates the CA and a server certificate for `hosts` (names or IP addresses) in `out`.
 pub fn generate(out: &Path, hosts: &[String]) -> Result<CertFiles, CertError> {
-    std::fs::create_dir_all(out).map_err(|source| CertError::Write { path: out.to_owned(), source })?;
+    std::fs::create_dir_all(out).map_err(|source| CertError::Write {
+        path: out.to_owned(),
+        source,
+    })?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "schoolsync trial CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "schoolsync trial CA");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca_key = KeyPair::generate()?;
     let ca_key_pem = ca_key.serialize_pem();
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
 
-    let mut names: Vec<String> = hosts.iter().map(|h| h.trim().to_owned()).filter(|h| !h.is_empty()).collect();
+    let mut names: Vec<String> = hosts
+        .iter()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .collect();
     for default in ["localhost", "127.0.0.1", "::1"] {
         if !names.iter().any(|n| n == default) {
             names.push(default.to_owned());
         }
     }
     let mut server_params = CertificateParams::new(names)?;
-    server_params.distinguished_name.push(DnType::CommonName, "schoolsync server");
+    server_params
+        .distinguished_name
+        .push(DnType::CommonName, "schoolsync server");
     let server_key = KeyPair::generate()?;
     let server_cert = server_params.signed_by(&server_key, &ca)?;
 

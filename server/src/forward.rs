@@ -41,7 +41,9 @@ pub async fn run(
     loop {
         let wait = if backoff_ms > 0 {
             // Full jitter: spread retries of many relays over the backoff window.
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             backoff_ms / 2 + (seed >> 33) % (backoff_ms / 2 + 1)
         } else {
             interval_ms
@@ -92,7 +94,7 @@ pub async fn forward_once(node: &Arc<Node>, upstream: &Upstream) -> Result<usize
             n.with_docs(|store, _| {
                 let replica = Replica::new(store, &l);
                 let schools = replica.schools()?;
-                replica.build(&schools, &p)
+                replica.build(&schools, &p, true)
             })
         })
         .await

@@ -73,9 +73,14 @@ pub async fn start(settings: Settings, listener: TcpListener) -> Result<Running,
     });
     let mut tasks = Vec::new();
     let mut rx = shutdown_rx.clone();
-    tasks.push(tokio::spawn(http::serve(listener, settings.tls, app, async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    })));
+    tasks.push(tokio::spawn(http::serve(
+        listener,
+        settings.tls,
+        app,
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        },
+    )));
     if let Some(upstream) = settings.upstream {
         tasks.push(tokio::spawn(forward::run(
             node.clone(),

@@ -16,7 +16,10 @@ use schoolsync_store::upstream::Upstream;
 /// 市级服务器与县区中继。The city merges every school's documents; a relay per county merges
 /// its schools' documents, answers them while the city is unreachable, and forwards upstream.
 #[derive(Debug, Parser)]
-#[command(name = "schoolsync-server", version, after_help = "\
+#[command(
+    name = "schoolsync-server",
+    version,
+    after_help = "\
 Examples:
   schoolsync-server certs --out certs --hosts city.example,10.0.0.5
   schoolsync-server city --listen 0.0.0.0:8443 --data-dir /var/lib/schoolsync \\
@@ -26,7 +29,8 @@ Examples:
       --tls-cert certs/server.pem --tls-key certs/server.key
 
 Logs go to stderr; set the level with --log or RUST_LOG (error, warn, info, debug).
-Ctrl-C or SIGTERM stops the server gracefully.")]
+Ctrl-C or SIGTERM stops the server gracefully."
+)]
 struct Cli {
     /// Config file (TOML) with the same settings as the flags; flags win.
     #[arg(long, global = true, env = "SCHOOLSYNC_SERVER_CONFIG")]
@@ -87,7 +91,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = cli.log.clone().unwrap_or_else(|| "info".to_owned());
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match run(cli) {
@@ -107,29 +113,62 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let (common, relay) = match cli.command {
         Command::Certs { out, hosts } => {
             let files = schoolsync_server::certs::generate(&out, &hosts)?;
-            println!("CA certificate (give to agents and relays): {}", files.ca_cert.display());
-            println!("CA key (keep offline):                      {}", files.ca_key.display());
-            println!("server certificate and key:                 {} {}", files.server_cert.display(), files.server_key.display());
+            println!(
+                "CA certificate (give to agents and relays): {}",
+                files.ca_cert.display()
+            );
+            println!(
+                "CA key (keep offline):                      {}",
+                files.ca_key.display()
+            );
+            println!(
+                "server certificate and key:                 {} {}",
+                files.server_cert.display(),
+                files.server_key.display()
+            );
             return Ok(());
         }
         Command::City(common) => (common, None),
-        Command::Relay { common, county, upstream, ca } => (common, Some((county, upstream, ca))),
+        Command::Relay {
+            common,
+            county,
+            upstream,
+            ca,
+        } => (common, Some((county, upstream, ca))),
     };
-    let need = |v: Option<PathBuf>, f: Option<PathBuf>, name: &str| v.or(f).with_context(|| format!("--{name} is required (flag or config file)"));
+    let need = |v: Option<PathBuf>, f: Option<PathBuf>, name: &str| {
+        v.or(f)
+            .with_context(|| format!("--{name} is required (flag or config file)"))
+    };
     let data_dir = need(common.data_dir, file.data_dir.clone(), "data-dir")?;
     let tls_cert = need(common.tls_cert, file.tls_cert.clone(), "tls-cert")?;
     let tls_key = need(common.tls_key, file.tls_key.clone(), "tls-key")?;
-    let listen = common.listen.or(file.listen.clone()).unwrap_or_else(|| "0.0.0.0:8443".to_owned());
+    let listen = common
+        .listen
+        .or(file.listen.clone())
+        .unwrap_or_else(|| "0.0.0.0:8443".to_owned());
     let tls = schoolsync_server::tls::server_config(&tls_cert, &tls_key)?;
     let (role, upstream) = match relay {
         None => (Role::City, None),
         Some((county, upstream, ca)) => {
-            let county = county.or(file.county.clone()).context("--county is required for a relay")?;
-            let county = CountyTable::default().parse(&county).map_err(|e| anyhow!("--county: {e}"))?;
-            let url = upstream.or(file.upstream.clone()).context("--upstream is required for a relay")?;
-            let ca = ca.or(file.ca.clone()).unwrap_or_else(|| tls_cert.with_file_name("ca.pem"));
-            let pem = std::fs::read(&ca).with_context(|| format!("cannot read the CA certificate {}", ca.display()))?;
-            (Role::Relay { county }, Some(Upstream::new(&url, Some(&pem))?))
+            let county = county
+                .or(file.county.clone())
+                .context("--county is required for a relay")?;
+            let county = CountyTable::default()
+                .parse(&county)
+                .map_err(|e| anyhow!("--county: {e}"))?;
+            let url = upstream
+                .or(file.upstream.clone())
+                .context("--upstream is required for a relay")?;
+            let ca = ca
+                .or(file.ca.clone())
+                .unwrap_or_else(|| tls_cert.with_file_name("ca.pem"));
+            let pem = std::fs::read(&ca)
+                .with_context(|| format!("cannot read the CA certificate {}", ca.display()))?;
+            (
+                Role::Relay { county },
+                Some(Upstream::new(&url, Some(&pem))?),
+            )
         }
     };
     let settings = Settings {
@@ -137,11 +176,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         data_dir,
         tls,
         upstream,
-        forward_interval_ms: file.forward_interval_ms.unwrap_or(forward::FORWARD_INTERVAL_MS),
+        forward_interval_ms: file
+            .forward_interval_ms
+            .unwrap_or(forward::FORWARD_INTERVAL_MS),
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
         let running = schoolsync_server::start(settings, listener).await?;
         schoolsync_server::http::shutdown_signal().await;
         running.stop().await;

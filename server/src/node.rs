@@ -10,8 +10,8 @@ use std::sync::Mutex;
 
 use schoolsync_protocol::ids::{CountyCode, DocId};
 use schoolsync_protocol::sync::{
-    apply_payload, check_limits, digest, reply_for, to_wire, Refusal, SchoolReply, SyncRequest, SyncResponse,
-    WireError, BATCH_BYTES_MAX,
+    apply_payload, check_limits, digest, reply_for, to_wire, Refusal, SchoolReply, SyncRequest,
+    SyncResponse, WireError, BATCH_BYTES_MAX,
 };
 use schoolsync_store::{DocStore, LoadedDoc, StoreError};
 
@@ -49,7 +49,11 @@ impl DocCache {
     pub fn take(&mut self, store: &DocStore, id: &DocId) -> Result<LoadedDoc, StoreError> {
         if let Some(mut cached) = self.docs.remove(id) {
             self.order.retain(|d| d != id);
-            let indexed = store.index(&id.to_string())?.into_iter().find(|(d, _)| d == id).map(|(_, h)| h);
+            let indexed = store
+                .index(&id.to_string())?
+                .into_iter()
+                .find(|(d, _)| d == id)
+                .map(|(_, h)| h);
             let mut heads = cached.doc.get_heads();
             heads.sort();
             if indexed.as_deref() == Some(heads.as_slice()) {
@@ -114,7 +118,10 @@ impl Node {
     }
 
     /// Runs `f` with exclusive write access to the store's documents.
-    pub fn with_docs<T>(&self, f: impl FnOnce(&DocStore, &mut DocCache) -> T) -> Result<T, NodeError> {
+    pub fn with_docs<T>(
+        &self,
+        f: impl FnOnce(&DocStore, &mut DocCache) -> T,
+    ) -> Result<T, NodeError> {
         let mut cache = self.cache.lock().map_err(|_| NodeError::Poisoned)?;
         Ok(f(&self.store, &mut cache))
     }
@@ -132,7 +139,12 @@ impl Node {
                 let mut refusal = None;
                 for entry in &school.docs {
                     let mut doc = cache.take(store, &entry.doc)?;
-                    match apply_payload(&entry.doc, &mut doc.doc, &entry.changes, entry.snapshot.as_deref()) {
+                    match apply_payload(
+                        &entry.doc,
+                        &mut doc.doc,
+                        &entry.changes,
+                        entry.snapshot.as_deref(),
+                    ) {
                         Ok(applied) => {
                             new_changes += applied.new_changes;
                             loaded.push(doc);
@@ -170,8 +182,12 @@ impl Node {
                     school: school.school.clone(),
                     digest: ours,
                     docs: replies,
-                    index: (ours != school.digest)
-                        .then(|| index.iter().map(|(id, h)| (id.clone(), to_wire(h))).collect()),
+                    index: (ours != school.digest).then(|| {
+                        index
+                            .iter()
+                            .map(|(id, h)| (id.clone(), to_wire(h)))
+                            .collect()
+                    }),
                     refused: None,
                 });
             }
@@ -182,7 +198,13 @@ impl Node {
 
     /// Writes feedback on a class-day into a school's month document, as this node's own change;
     /// it reaches the school on its next sync. Refuses documents this node does not hold.
-    pub fn put_feedback(&self, doc: &DocId, key: &str, note: &str, now_ms: i64) -> Result<bool, NodeError> {
+    pub fn put_feedback(
+        &self,
+        doc: &DocId,
+        key: &str,
+        note: &str,
+        now_ms: i64,
+    ) -> Result<bool, NodeError> {
         let by = match &self.role {
             Role::City => "city".to_owned(),
             Role::Relay { county } => county.to_string(),
@@ -195,7 +217,11 @@ impl Node {
             let at = chrono::DateTime::from_timestamp_millis(now_ms)
                 .unwrap_or_default()
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-            let feedback = schoolsync_protocol::doc::Feedback { note: note.to_owned(), by: by.clone(), at };
+            let feedback = schoolsync_protocol::doc::Feedback {
+                note: note.to_owned(),
+                by: by.clone(),
+                at,
+            };
             schoolsync_protocol::doc::put_feedback(&mut loaded.doc, key, &feedback)
                 .map_err(|e| NodeError::Store(StoreError::from(e)))?;
             let meta = schoolsync_protocol::doc::CommitMeta {

@@ -250,7 +250,10 @@ impl DocStore {
                 loaded.increment_bytes += new_bytes;
             }
             loaded.saved_heads = loaded.doc.get_heads();
-            ops.push(Op::Put(index_key(&loaded.id), heads_bytes(&loaded.saved_heads)));
+            ops.push(Op::Put(
+                index_key(&loaded.id),
+                heads_bytes(&loaded.saved_heads),
+            ));
             loaded.stored = true;
         }
         if !ops.is_empty() {

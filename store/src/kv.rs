@@ -51,6 +51,9 @@ pub trait Kv: Send + Sync {
 /// keeps every working document cached without taking memory from the clerk's other programs.
 pub const SLED_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
+/// How long [`SledKv::open`] retries a lock held by this process's just-closed store.
+pub const RELOCK_WAIT_MS: u64 = 1_000;
+
 /// The sled 0.34 engine.
 pub struct SledKv {
     db: sled::Db,
@@ -58,7 +61,23 @@ pub struct SledKv {
 
 impl SledKv {
     /// Opens (or creates) the store in `dir`, mapping sled's lock failure to [`KvError::Locked`].
+    /// sled releases its file lock from a background thread shortly after the last handle is
+    /// dropped, so a reopen in the same process retries for up to [`RELOCK_WAIT_MS`].
     pub fn open(dir: &Path) -> Result<SledKv, KvError> {
+        let started = std::time::Instant::now();
+        loop {
+            match SledKv::open_once(dir) {
+                Err(KvError::Locked { .. })
+                    if started.elapsed().as_millis() < u128::from(RELOCK_WAIT_MS) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(dir: &Path) -> Result<SledKv, KvError> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(SLED_CACHE_BYTES)

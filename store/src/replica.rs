@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use automerge::ChangeHash;
 use schoolsync_protocol::ids::{DocId, SchoolId};
 use schoolsync_protocol::sync::{
-    self, apply_payload, digest, from_wire, Plan, Refusal, SchoolSync, SyncRequest, SyncResponse, BATCH_BYTES_MAX,
+    self, apply_payload, digest, from_wire, Plan, Refusal, SchoolSync, SyncRequest, SyncResponse,
+    BATCH_BYTES_MAX,
 };
 
 use crate::docs::{heads_bytes, heads_from_bytes, DocStore, StoreError};
@@ -93,8 +94,17 @@ impl<'a> Replica<'a> {
 
     /// Builds the next round's request for `schools`: a digest per school, and an entry for every
     /// document with something to push or in `pulls`. Pages stop at [`BATCH_BYTES_MAX`].
-    pub fn build(&self, schools: &[SchoolId], pulls: &BTreeSet<DocId>) -> Result<SyncRequest, StoreError> {
-        let mut budget = BATCH_BYTES_MAX;
+    ///
+    /// With `push` false it only probes: digests and pulls, no changes. After an interrupted
+    /// sync, `acked` may lag what the upstream committed; a probe's reply (the upstream's index)
+    /// brings `acked` up to date so the next push resends nothing the upstream already has.
+    pub fn build(
+        &self,
+        schools: &[SchoolId],
+        pulls: &BTreeSet<DocId>,
+        push: bool,
+    ) -> Result<SyncRequest, StoreError> {
+        let mut budget = if push { BATCH_BYTES_MAX } else { 0 };
         let mut request = SyncRequest::default();
         for school in schools {
             let index = self.store.index(&format!("{school}/"))?;
@@ -103,7 +113,8 @@ impl<'a> Replica<'a> {
                 digest: digest(index.iter().map(|(id, h)| (id, h.as_slice()))),
                 docs: Vec::new(),
             };
-            let local: BTreeMap<&DocId, &Vec<ChangeHash>> = index.iter().map(|(id, h)| (id, h)).collect();
+            let local: BTreeMap<&DocId, &Vec<ChangeHash>> =
+                index.iter().map(|(id, h)| (id, h)).collect();
             for (id, heads) in &index {
                 let acked = self.acked(id)?;
                 let pull = pulls.contains(id);
@@ -114,12 +125,17 @@ impl<'a> Replica<'a> {
                     continue; // This round's page is full; the next round pushes the rest.
                 }
                 let mut loaded = self.store.load(id)?;
-                if let Plan::Send(doc_sync) = sync::plan(id, &mut loaded.doc, &acked, pull, &mut budget) {
+                if let Plan::Send(doc_sync) =
+                    sync::plan(id, &mut loaded.doc, &acked, pull, &mut budget)
+                {
                     entry.docs.push(doc_sync);
                 }
             }
             // Documents the upstream has and we do not have at all.
-            for id in pulls.iter().filter(|id| id.school == *school && !local.contains_key(id)) {
+            for id in pulls
+                .iter()
+                .filter(|id| id.school == *school && !local.contains_key(id))
+            {
                 entry.docs.push(sync::DocSync {
                     doc: id.clone(),
                     acked: Vec::new(),
@@ -135,7 +151,11 @@ impl<'a> Replica<'a> {
 
     /// Applies a reply durably: new changes into documents, and `acked` moved to what the
     /// upstream confirmed, all in one batch per school.
-    pub fn absorb(&self, request: &SyncRequest, response: SyncResponse) -> Result<Absorbed, StoreError> {
+    pub fn absorb(
+        &self,
+        request: &SyncRequest,
+        response: SyncResponse,
+    ) -> Result<Absorbed, StoreError> {
         let mut out = Absorbed {
             in_sync: true,
             ..Absorbed::default()
@@ -171,7 +191,10 @@ impl<'a> Replica<'a> {
                 } else {
                     Vec::new() // The upstream lacks dependencies: resend this document whole.
                 };
-                ops.push(Op::Put(acked_key(&self.link, &doc_reply.doc), heads_bytes(&confirmed)));
+                ops.push(Op::Put(
+                    acked_key(&self.link, &doc_reply.doc),
+                    heads_bytes(&confirmed),
+                ));
                 if doc_reply.more {
                     out.pulls.insert(doc_reply.doc.clone());
                 }
@@ -185,7 +208,11 @@ impl<'a> Replica<'a> {
                         continue;
                     }
                     let heads = from_wire(heads);
-                    let local = self.store.index(&id.to_string())?.into_iter().find(|(i, _)| i == id);
+                    let local = self
+                        .store
+                        .index(&id.to_string())?
+                        .into_iter()
+                        .find(|(i, _)| i == id);
                     match local {
                         None => {
                             out.pulls.insert(id.clone());

@@ -25,11 +25,20 @@ pub const ROUNDS_MAX: usize = 10_000;
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     #[error("the upstream server at {url} did not answer ({detail})")]
-    Unreachable { url: String, detail: String },
+    Unreachable {
+        url: String,
+        detail: String,
+        /// The connection itself failed, so no request reached the server.
+        at_connect: bool,
+    },
     #[error("the upstream server at {url} could not be verified: {detail}")]
     Certificate { url: String, detail: String },
     #[error("the upstream server refused the request ({status}): {message}")]
-    Refused { status: u16, code: String, message: String },
+    Refused {
+        status: u16,
+        code: String,
+        message: String,
+    },
     #[error("the upstream server sent a reply this program cannot read: {0}")]
     Protocol(#[from] WireError),
     #[error("the CA certificate is not usable: {0}")]
@@ -41,6 +50,18 @@ pub enum LinkError {
 }
 
 impl LinkError {
+    /// Whether a request may have reached the upstream and been committed before the failure
+    /// (so `acked` may lag and the next sync should probe first).
+    pub fn maybe_delivered(&self) -> bool {
+        match self {
+            LinkError::Unreachable { at_connect, .. } => !at_connect,
+            LinkError::Certificate { .. } | LinkError::Refused { .. } | LinkError::BadCa(_) => {
+                false
+            }
+            LinkError::Protocol(_) | LinkError::Store(_) | LinkError::NoProgress => true,
+        }
+    }
+
     /// The error in the clerk's language, with what to do.
     pub fn message(&self, lang: Lang) -> String {
         match (self, lang) {
@@ -79,11 +100,15 @@ impl Upstream {
             .timeout(Duration::from_millis(REQUEST_TIMEOUT_MS))
             .pool_idle_timeout(Duration::from_secs(90));
         if let Some(pem) = ca_pem {
-            for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(|e| LinkError::BadCa(e.to_string()))? {
+            for cert in reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| LinkError::BadCa(e.to_string()))?
+            {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        let http = builder.build().map_err(|e| LinkError::BadCa(e.to_string()))?;
+        let http = builder
+            .build()
+            .map_err(|e| LinkError::BadCa(e.to_string()))?;
         Ok(Upstream {
             url: url.trim_end_matches('/').to_owned(),
             http,
@@ -91,7 +116,10 @@ impl Upstream {
     }
 
     /// One round trip.
-    pub async fn round(&self, request: &SyncRequest) -> Result<(SyncResponse, usize, usize), LinkError> {
+    pub async fn round(
+        &self,
+        request: &SyncRequest,
+    ) -> Result<(SyncResponse, usize, usize), LinkError> {
         let body = sync::encode(request);
         let sent = body.len();
         let url = format!("{}/v1/sync", self.url);
@@ -126,7 +154,10 @@ impl Upstream {
 
     fn classify(&self, e: reqwest::Error) -> LinkError {
         let detail = format!("{e:?}");
-        if detail.contains("certificate") || detail.contains("Certificate") || detail.contains("UnknownIssuer") {
+        if detail.contains("certificate")
+            || detail.contains("Certificate")
+            || detail.contains("UnknownIssuer")
+        {
             LinkError::Certificate {
                 url: self.url.clone(),
                 detail,
@@ -135,6 +166,7 @@ impl Upstream {
             LinkError::Unreachable {
                 url: self.url.clone(),
                 detail: e.to_string(),
+                at_connect: e.is_connect(),
             }
         }
     }
@@ -154,17 +186,21 @@ pub struct SyncSummary {
 
 /// Syncs `schools` with the upstream until both sides hold the same heads. `progress` is told
 /// each round's summary so far. Every round's reply is durably absorbed before the next starts.
+/// `probe_first` (after an interrupted sync) starts with a round that pushes nothing, so `acked`
+/// catches up with what the upstream committed before the cut.
 pub async fn sync_schools(
     upstream: &Upstream,
     replica: &Replica<'_>,
     schools: &[SchoolId],
+    probe_first: bool,
     progress: &mut dyn FnMut(&SyncSummary),
 ) -> Result<SyncSummary, LinkError> {
     let mut summary = SyncSummary::default();
     let mut pulls = BTreeSet::new();
     let mut active: Vec<SchoolId> = schools.to_vec();
     while summary.rounds < ROUNDS_MAX {
-        let request = replica.build(&active, &pulls)?;
+        let push = !(probe_first && summary.rounds == 0);
+        let request = replica.build(&active, &pulls, push)?;
         summary.documents_sent += request.schools.iter().map(|s| s.docs.len()).sum::<usize>();
         summary.changes_up += request
             .schools

@@ -310,7 +310,13 @@ fn documented_exit_codes() {
 fn a_held_store_gives_a_clear_message() {
     let school = School::with_classes(1);
     let holder = schoolsync_store::DocStore::open(&school.data_dir().join("store")).unwrap();
-    let run = school.agent(&["status"]);
+    let run = Run::from_output(
+        school
+            .command(&["status"])
+            .env("SCHOOLSYNC_LOCK_WAIT_MS", "0")
+            .output()
+            .unwrap(),
+    );
     assert_eq!(run.code, 5, "{run:?}");
     assert!(
         run.stderr.contains("in use by another schoolsync-agent"),

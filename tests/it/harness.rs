@@ -24,7 +24,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(output: Output) -> Run {
+    pub fn from_output(output: Output) -> Run {
         Run {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -92,7 +92,7 @@ impl School {
 
     /// Runs the agent to completion.
     pub fn agent(&self, args: &[&str]) -> Run {
-        Run::from(self.command(args).output().unwrap())
+        Run::from_output(self.command(args).output().unwrap())
     }
 
     /// Writes a file beside the data directory and returns its path.
@@ -146,6 +146,35 @@ pub fn school_days(start: &str, n: usize) -> Vec<chrono::NaiveDate> {
             out.push(day);
         }
         day = day.succ_opt().unwrap();
+    }
+    out
+}
+
+/// A homework sheet: two items per class-day (written maths at home, reading).
+pub fn homework_csv(classes: usize, days: &[chrono::NaiveDate]) -> String {
+    let mut out = String::from("date,class,subject,content,type,place,minutes\r\n");
+    for (i, day) in days.iter().enumerate() {
+        for c in 1..=classes {
+            out.push_str(&format!(
+                "{day},3-{c},数学,练习册第{i}页,书面,家庭,{}\r\n",
+                20 + (i + c) % 30
+            ));
+            out.push_str(&format!("{day},3-{c},语文,课外阅读,阅读,家庭,20\r\n"));
+        }
+    }
+    out
+}
+
+/// An after-school sheet: every class on every day.
+pub fn afterschool_csv(classes: usize, days: &[chrono::NaiveDate]) -> String {
+    let mut out = String::from("date,class,participants,start,end,content,teachers\r\n");
+    for (i, day) in days.iter().enumerate() {
+        for c in 1..=classes {
+            out.push_str(&format!(
+                "{day},3-{c},{},16:00,18:00,作业辅导、社团,2\r\n",
+                40 + (i + c) % 5
+            ));
+        }
     }
     out
 }

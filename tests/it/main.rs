@@ -5,9 +5,11 @@
 // Tests fail by panicking; `unwrap` is how they say "this must not fail".
 #![allow(clippy::unwrap_used)]
 
+mod cluster;
 mod harness;
 
 mod clerk_day;
 mod crash;
 mod import_csv;
 mod proxy;
+mod sync_stories;

@@ -11,11 +11,22 @@ fn school() -> SchoolId {
 }
 
 fn month_id() -> DocId {
-    DocId::records(&school(), Month { year: 2026, month: 11 })
+    DocId::records(
+        &school(),
+        Month {
+            year: 2026,
+            month: 11,
+        },
+    )
 }
 
 fn meta() -> CommitMeta {
-    CommitMeta { school: "2113000001".into(), clerk: "c".into(), machine: "m".into(), action: "t".into() }
+    CommitMeta {
+        school: "2113000001".into(),
+        clerk: "c".into(),
+        machine: "m".into(),
+        action: "t".into(),
+    }
 }
 
 fn record(day: u32, class: &str, present: u32) -> Attendance {
@@ -56,14 +67,23 @@ fn wire_snapshot_is_byte_exact() {
     assert_eq!(
         hex,
         concat!(
-            "5353594e", "0001", "00", // magic, version 1, not compressed
-            "01", "0a", "32313133303030303031", // 1 school, "2113000001"
+            "5353594e",
+            "0001",
+            "00", // magic, version 1, not compressed
+            "01",
+            "0a",
+            "32313133303030303031", // 1 school, "2113000001"
             "0707070707070707070707070707070707070707070707070707070707070707", // digest
-            "01", "12", "323131333030303030312f323032362d3131", // 1 doc, "2113000001/2026-11"
-            "01", "0101010101010101010101010101010101010101010101010101010101010101", // acked
-            "00", // heads
-            "01", "02", "aabb", // changes
-            "00", // no snapshot
+            "01",
+            "12",
+            "323131333030303030312f323032362d3131", // 1 doc, "2113000001/2026-11"
+            "01",
+            "0101010101010101010101010101010101010101010101010101010101010101", // acked
+            "00",                                                               // heads
+            "01",
+            "02",
+            "aabb", // changes
+            "00",   // no snapshot
         )
     );
     assert_eq!(decode::<SyncRequest>(&bytes).unwrap(), request);
@@ -74,16 +94,34 @@ fn wire_errors_are_typed() {
     let good = encode(&SyncRequest::default());
     let mut other_version = good.clone();
     other_version[5] = 9;
-    assert_eq!(decode::<SyncRequest>(&other_version), Err(WireError::Version { found: 9 }));
-    assert_eq!(decode::<SyncRequest>(b"GET / HTTP/1.1"), Err(WireError::Magic));
+    assert_eq!(
+        decode::<SyncRequest>(&other_version),
+        Err(WireError::Version { found: 9 })
+    );
+    assert_eq!(
+        decode::<SyncRequest>(b"GET / HTTP/1.1"),
+        Err(WireError::Magic)
+    );
     let mut truncated = encode(&SyncResponse {
-        schools: vec![SchoolReply { school: school(), digest: Digest([1; 32]), docs: vec![], index: None, refused: None }],
+        schools: vec![SchoolReply {
+            school: school(),
+            digest: Digest([1; 32]),
+            docs: vec![],
+            index: None,
+            refused: None,
+        }],
     });
     truncated.truncate(truncated.len() - 3);
-    assert!(matches!(decode::<SyncResponse>(&truncated), Err(WireError::Malformed(_))));
+    assert!(matches!(
+        decode::<SyncResponse>(&truncated),
+        Err(WireError::Malformed(_))
+    ));
     let mut bad_flags = good;
     bad_flags[6] = 7;
-    assert!(matches!(decode::<SyncRequest>(&bad_flags), Err(WireError::Malformed(_))));
+    assert!(matches!(
+        decode::<SyncRequest>(&bad_flags),
+        Err(WireError::Malformed(_))
+    ));
 }
 
 /// Round trips of pseudo-random messages (a property test with a fixed-seed generator).
@@ -91,20 +129,34 @@ fn wire_errors_are_typed() {
 fn random_messages_round_trip() {
     let mut state: u64 = 0x5eed;
     let mut next = |n: u64| {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (state >> 33) % n.max(1)
     };
     for _ in 0..300 {
         let docs = (0..next(4))
             .map(|_| DocSync {
-                doc: if next(2) == 0 { DocId::profile(&school()) } else { month_id() },
+                doc: if next(2) == 0 {
+                    DocId::profile(&school())
+                } else {
+                    month_id()
+                },
                 acked: (0..next(3)).map(|i| [i as u8; 32]).collect(),
                 heads: (0..next(3)).map(|i| [i as u8 + 9; 32]).collect(),
-                changes: (0..next(5)).map(|i| vec![i as u8; next(2000) as usize]).collect(),
+                changes: (0..next(5))
+                    .map(|i| vec![i as u8; next(2000) as usize])
+                    .collect(),
                 snapshot: (next(2) == 0).then(|| vec![3; next(3000) as usize]),
             })
             .collect();
-        let request = SyncRequest { schools: vec![SchoolSync { school: school(), digest: Digest([next(255) as u8; 32]), docs }] };
+        let request = SyncRequest {
+            schools: vec![SchoolSync {
+                school: school(),
+                digest: Digest([next(255) as u8; 32]),
+                docs,
+            }],
+        };
         let bytes = encode(&request);
         assert_eq!(decode::<SyncRequest>(&bytes).unwrap(), request);
     }
@@ -114,27 +166,53 @@ fn random_messages_round_trip() {
 fn a_flipped_bit_is_caught_before_anything_is_applied() {
     let mut a = doc::skeleton(&month_id(), ActorId::random()).unwrap();
     write(&mut a, 3, "3-1", 40);
-    let changes: Vec<Vec<u8>> = a.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect();
+    let changes: Vec<Vec<u8>> = a
+        .get_changes(&[])
+        .iter()
+        .map(|c| c.raw_bytes().to_vec())
+        .collect();
     let mut bad = changes.clone();
     let last = bad[1].len() - 1;
     bad[1][last] ^= 0x10;
     let mut b = AutoCommit::new();
-    assert!(matches!(apply_payload(&month_id(), &mut b, &bad, None), Err(WireError::CorruptChange { index: 1, .. })));
+    assert!(matches!(
+        apply_payload(&month_id(), &mut b, &bad, None),
+        Err(WireError::CorruptChange { index: 1, .. })
+    ));
     assert!(b.get_heads().is_empty(), "nothing applied");
-    assert_eq!(apply_payload(&month_id(), &mut b, &changes, None).unwrap().new_changes, 2);
-    assert_eq!(apply_payload(&month_id(), &mut b, &changes, None).unwrap().new_changes, 0, "duplicates are no-ops");
+    assert_eq!(
+        apply_payload(&month_id(), &mut b, &changes, None)
+            .unwrap()
+            .new_changes,
+        2
+    );
+    assert_eq!(
+        apply_payload(&month_id(), &mut b, &changes, None)
+            .unwrap()
+            .new_changes,
+        0,
+        "duplicates are no-ops"
+    );
 }
 
 /// A downstream and an upstream document exchange rounds through `plan`, `apply_payload` and
 /// `reply_for` until neither has anything to send; returns the number of rounds.
-fn converge(down: &mut AutoCommit, acked: &mut Vec<ChangeHash>, up: &mut AutoCommit, budget: usize, lose_every: usize) -> usize {
+fn converge(
+    down: &mut AutoCommit,
+    acked: &mut Vec<ChangeHash>,
+    up: &mut AutoCommit,
+    budget: usize,
+    lose_every: usize,
+) -> usize {
     let mut rounds = 0;
     let mut pull = true;
     loop {
         rounds += 1;
         assert!(rounds < 1000, "no convergence");
         let mut b = budget;
-        let Plan::Send(entry) = plan(&month_id(), down, acked, pull, &mut b) else { return rounds };
+        let Plan::Send(entry) = plan(&month_id(), down, acked, pull, &mut b) else {
+            return rounds;
+        };
         apply_payload(&month_id(), up, &entry.changes, entry.snapshot.as_deref()).unwrap();
         let mut b = budget;
         let reply = reply_for(&month_id(), up, &entry, &mut b);
@@ -173,7 +251,10 @@ fn paged_push_and_pull_converge_even_when_responses_are_lost() {
     write(&mut up, 4, "3-2", 38);
     converge(&mut down, &mut acked, &mut up, 2_000, 0);
     assert_eq!(up.get_heads(), down.get_heads());
-    assert_eq!(doc::read_month(&down).unwrap().attendance["2026-11-04/3-2"].present, 38);
+    assert_eq!(
+        doc::read_month(&down).unwrap().attendance["2026-11-04/3-2"].present,
+        38
+    );
 }
 
 #[test]
@@ -181,6 +262,9 @@ fn digest_ignores_order_and_sees_every_head() {
     let (a, b) = (month_id(), DocId::profile(&school()));
     let h1 = [ChangeHash([1; 32]), ChangeHash([2; 32])];
     let h2 = [ChangeHash([2; 32]), ChangeHash([1; 32])];
-    assert_eq!(digest([(&a, &h1[..]), (&b, &h1[..1])]), digest([(&b, &h1[..1]), (&a, &h2[..])]));
+    assert_eq!(
+        digest([(&a, &h1[..]), (&b, &h1[..1])]),
+        digest([(&b, &h1[..1]), (&a, &h2[..])])
+    );
     assert_ne!(digest([(&a, &h1[..])]), digest([(&a, &h1[..1])]));
 }
