@@ -120,3 +120,61 @@ async fn sync(
     tracing::debug!(new_changes, "sync round served");
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], encode(&response)).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use schoolsync_protocol::sync::{SyncResponse, WIRE_VERSION};
+    use tower::ServiceExt;
+
+    fn app() -> (Router, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = schoolsync_store::DocStore::open(dir.path()).unwrap();
+        let state = AppState {
+            node: Arc::new(Node::new(crate::node::Role::City, store)),
+            committed: Arc::new(tokio::sync::Notify::new()),
+        };
+        (router(state), dir)
+    }
+
+    async fn call(app: &Router, content_type: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
+        let request = Request::post("/v1/sync").header(header::CONTENT_TYPE, content_type).body(Body::from(body)).unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, bytes.to_vec())
+    }
+
+    fn code(body: &[u8]) -> String {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
+        v["code"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn incompatible_or_malformed_peers_get_clear_json_errors() {
+        let (app, _dir) = app();
+        let good = encode(&SyncRequest::default());
+        let mut newer = good.clone();
+        newer[4..6].copy_from_slice(&(WIRE_VERSION + 1).to_be_bytes());
+        let cases: Vec<(&str, Vec<u8>, StatusCode, &str)> = vec![
+            ("application/json", good.clone(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "wrong_content_type"),
+            (CONTENT_TYPE, newer, StatusCode::BAD_REQUEST, "unsupported_version"),
+            (CONTENT_TYPE, b"{\"hello\": 1}".to_vec(), StatusCode::BAD_REQUEST, "not_schoolsync"),
+            (CONTENT_TYPE, good[..6].to_vec(), StatusCode::BAD_REQUEST, "not_schoolsync"),
+            (CONTENT_TYPE, [&good[..7], &[0xff, 0xff, 0xff]].concat(), StatusCode::BAD_REQUEST, "malformed"),
+        ];
+        for (content_type, body, status, expected) in cases {
+            let (got, bytes) = call(&app, content_type, body).await;
+            assert_eq!((got, code(&bytes).as_str()), (status, expected));
+        }
+        // The server still answers a good request.
+        let (status, bytes) = call(&app, CONTENT_TYPE, good).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(decode::<SyncResponse>(&bytes).unwrap(), SyncResponse::default());
+        let response = app.clone().oneshot(Request::get("/nope").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+}

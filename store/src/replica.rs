@@ -237,7 +237,15 @@ impl<'a> Replica<'a> {
             self.store.commit(&mut refs, ops)?;
             let local = self.store.index(&format!("{}/", reply.school))?;
             let ours = digest(local.iter().map(|(id, h)| (id, h.as_slice())));
-            if ours != reply.digest {
+            if ours == reply.digest {
+                // The upstream holds exactly what we hold: everything is confirmed, including
+                // what an interrupted earlier sync delivered without hearing back.
+                let confirm = local
+                    .iter()
+                    .map(|(id, heads)| Op::Put(acked_key(&self.link, id), heads_bytes(heads)))
+                    .collect();
+                self.store.write_raw(confirm)?;
+            } else {
                 out.in_sync = false;
             }
         }

@@ -303,3 +303,53 @@ fn a_term_through_a_cut_and_capped_link() {
             == 30 * days.len()
     });
 }
+
+/// 1. A school pushes a day through a slow link; 2. the relay commits it, and the agent is killed
+///    (SIGKILL) before the response arrives; 3. the next sync sends nothing again (it probes
+///    first), and the relay holds every record exactly once.
+#[test]
+fn a_response_lost_after_the_upstream_committed() {
+    let mut cluster = Cluster::start();
+    let relay = cluster.add_relay(COUNTY);
+    let proxy = Proxy::start(cluster.relays[relay].addr, Faults { delay: Some(std::time::Duration::from_millis(400)), ..Faults::default() });
+    let school = cluster.school(SCHOOL, COUNTY, 3, &[format!("https://{}", proxy.addr()), cluster.relay_url(relay)]);
+    for class in ["3-1", "3-2", "3-3"] {
+        record(&school, "2026-11-03", class, "44");
+    }
+    let mut child = school.command(&["sync"]).spawn().unwrap();
+    cluster.wait_until("the relay committed the day", || cluster.attendance_at(Some(relay), MONTH) == 3);
+    child.kill().unwrap(); // The response is still crawling through the proxy.
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the agent finished before it was killed: the story did not happen");
+    let changes_at_relay = |c: &Cluster| {
+        let id = MONTH.parse().unwrap();
+        c.relays[relay].running.as_ref().unwrap().node.store.load(&id).unwrap().doc.get_changes(&[]).len()
+    };
+    let before = changes_at_relay(&cluster);
+    proxy.set_faults(Faults::default());
+    let again = school.agent(&["sync", "--json"]).ok().json();
+    assert_eq!(again["summary"]["changes_up"], 0, "nothing resent: {again}");
+    assert_eq!(changes_at_relay(&cluster), before, "no duplicate change");
+    assert_eq!(cluster.attendance_at(Some(relay), MONTH), 3, "no loss");
+    assert_eq!(school.agent(&["status", "--json"]).ok().json()["upstreams"][0]["unconfirmed_changes"], 0);
+}
+
+/// `run` keeps the school in sync without the clerk asking: 1. it starts and syncs; 2. the clerk
+/// records while it runs (the command waits out a round if it meets one); 3. the record reaches
+/// the relay on its own.
+#[test]
+fn the_running_agent_syncs_soon_after_a_change() {
+    let mut cluster = Cluster::start();
+    let relay = cluster.add_relay(COUNTY);
+    let school = cluster.school(SCHOOL, COUNTY, 2, &[cluster.relay_url(relay)]);
+    record(&school, "2026-11-03", "3-1", "45");
+    let mut run = school.command(&["run", "--interval-secs", "3600"]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    cluster.wait_until("run synced the first record", || cluster.attendance_at(Some(relay), MONTH) == 1);
+    for class in ["3-1", "3-2"] {
+        record(&school, "2026-11-04", class, "44");
+    }
+    cluster.wait_until("run synced the new records", || cluster.attendance_at(Some(relay), MONTH) == 3);
+    run.kill().unwrap();
+    let _ = run.wait();
+    school.agent(&["status"]).ok();
+}
