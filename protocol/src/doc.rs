@@ -135,14 +135,17 @@ pub fn class_day_key(date: chrono::NaiveDate, class: &crate::ids::ClassId) -> St
 /// Key of a homework item: class-day, subject and a hash of the content, so entering the same
 /// assignment twice updates it, while two assignments in one subject stay apart.
 pub fn homework_key(item: &HomeworkItem) -> String {
-    // FNV-1a, 64 bits: stable across platforms and versions, unlike `DefaultHasher`.
+    // FNV-1a, folded to 32 bits: stable across platforms and versions, unlike `DefaultHasher`.
+    // 32 bits tell apart the few assignments of one subject on one class-day (a collision needs
+    // ~65,000 of them) and keep keys short: every key travels in every sync.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in item.content.trim().as_bytes() {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
+    let hash = (hash >> 32) as u32 ^ hash as u32;
     format!(
-        "{}/{}/{hash:016x}",
+        "{}/{}/{hash:08x}",
         class_day_key(item.date.0, &item.class),
         item.subject
     )

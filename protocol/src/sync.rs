@@ -177,7 +177,7 @@ pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     out.extend_from_slice(&WIRE_VERSION.to_be_bytes());
     if body.len() >= COMPRESS_BYTES_MIN {
         out.push(1);
-        let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+        let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::best());
         // Writing into a Vec cannot fail.
         let _ = gz.write_all(&body);
         gz.finish().unwrap_or_default()

@@ -140,10 +140,15 @@ mod tests {
     }
 
     async fn call(app: &Router, content_type: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
-        let request = Request::post("/v1/sync").header(header::CONTENT_TYPE, content_type).body(Body::from(body)).unwrap();
+        let request = Request::post("/v1/sync")
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body))
+            .unwrap();
         let response = app.clone().oneshot(request).await.unwrap();
         let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
         (status, bytes.to_vec())
     }
 
@@ -160,11 +165,36 @@ mod tests {
         let mut newer = good.clone();
         newer[4..6].copy_from_slice(&(WIRE_VERSION + 1).to_be_bytes());
         let cases: Vec<(&str, Vec<u8>, StatusCode, &str)> = vec![
-            ("application/json", good.clone(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "wrong_content_type"),
-            (CONTENT_TYPE, newer, StatusCode::BAD_REQUEST, "unsupported_version"),
-            (CONTENT_TYPE, b"{\"hello\": 1}".to_vec(), StatusCode::BAD_REQUEST, "not_schoolsync"),
-            (CONTENT_TYPE, good[..6].to_vec(), StatusCode::BAD_REQUEST, "not_schoolsync"),
-            (CONTENT_TYPE, [&good[..7], &[0xff, 0xff, 0xff]].concat(), StatusCode::BAD_REQUEST, "malformed"),
+            (
+                "application/json",
+                good.clone(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "wrong_content_type",
+            ),
+            (
+                CONTENT_TYPE,
+                newer,
+                StatusCode::BAD_REQUEST,
+                "unsupported_version",
+            ),
+            (
+                CONTENT_TYPE,
+                b"{\"hello\": 1}".to_vec(),
+                StatusCode::BAD_REQUEST,
+                "not_schoolsync",
+            ),
+            (
+                CONTENT_TYPE,
+                good[..6].to_vec(),
+                StatusCode::BAD_REQUEST,
+                "not_schoolsync",
+            ),
+            (
+                CONTENT_TYPE,
+                [&good[..7], &[0xff, 0xff, 0xff]].concat(),
+                StatusCode::BAD_REQUEST,
+                "malformed",
+            ),
         ];
         for (content_type, body, status, expected) in cases {
             let (got, bytes) = call(&app, content_type, body).await;
@@ -173,8 +203,15 @@ mod tests {
         // The server still answers a good request.
         let (status, bytes) = call(&app, CONTENT_TYPE, good).await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(decode::<SyncResponse>(&bytes).unwrap(), SyncResponse::default());
-        let response = app.clone().oneshot(Request::get("/nope").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(
+            decode::<SyncResponse>(&bytes).unwrap(),
+            SyncResponse::default()
+        );
+        let response = app
+            .clone()
+            .oneshot(Request::get("/nope").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
     }
 }

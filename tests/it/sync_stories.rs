@@ -311,19 +311,48 @@ fn a_term_through_a_cut_and_capped_link() {
 fn a_response_lost_after_the_upstream_committed() {
     let mut cluster = Cluster::start();
     let relay = cluster.add_relay(COUNTY);
-    let proxy = Proxy::start(cluster.relays[relay].addr, Faults { delay: Some(std::time::Duration::from_millis(400)), ..Faults::default() });
-    let school = cluster.school(SCHOOL, COUNTY, 3, &[format!("https://{}", proxy.addr()), cluster.relay_url(relay)]);
+    let proxy = Proxy::start(
+        cluster.relays[relay].addr,
+        Faults {
+            delay: Some(std::time::Duration::from_millis(400)),
+            ..Faults::default()
+        },
+    );
+    let school = cluster.school(
+        SCHOOL,
+        COUNTY,
+        3,
+        &[
+            format!("https://{}", proxy.addr()),
+            cluster.relay_url(relay),
+        ],
+    );
     for class in ["3-1", "3-2", "3-3"] {
         record(&school, "2026-11-03", class, "44");
     }
     let mut child = school.command(&["sync"]).spawn().unwrap();
-    cluster.wait_until("the relay committed the day", || cluster.attendance_at(Some(relay), MONTH) == 3);
+    cluster.wait_until("the relay committed the day", || {
+        cluster.attendance_at(Some(relay), MONTH) == 3
+    });
     child.kill().unwrap(); // The response is still crawling through the proxy.
     let status = child.wait().unwrap();
-    assert!(!status.success(), "the agent finished before it was killed: the story did not happen");
+    assert!(
+        !status.success(),
+        "the agent finished before it was killed: the story did not happen"
+    );
     let changes_at_relay = |c: &Cluster| {
         let id = MONTH.parse().unwrap();
-        c.relays[relay].running.as_ref().unwrap().node.store.load(&id).unwrap().doc.get_changes(&[]).len()
+        c.relays[relay]
+            .running
+            .as_ref()
+            .unwrap()
+            .node
+            .store
+            .load(&id)
+            .unwrap()
+            .doc
+            .get_changes(&[])
+            .len()
     };
     let before = changes_at_relay(&cluster);
     proxy.set_faults(Faults::default());
@@ -331,7 +360,10 @@ fn a_response_lost_after_the_upstream_committed() {
     assert_eq!(again["summary"]["changes_up"], 0, "nothing resent: {again}");
     assert_eq!(changes_at_relay(&cluster), before, "no duplicate change");
     assert_eq!(cluster.attendance_at(Some(relay), MONTH), 3, "no loss");
-    assert_eq!(school.agent(&["status", "--json"]).ok().json()["upstreams"][0]["unconfirmed_changes"], 0);
+    assert_eq!(
+        school.agent(&["status", "--json"]).ok().json()["upstreams"][0]["unconfirmed_changes"],
+        0
+    );
 }
 
 /// `run` keeps the school in sync without the clerk asking: 1. it starts and syncs; 2. the clerk
@@ -343,12 +375,20 @@ fn the_running_agent_syncs_soon_after_a_change() {
     let relay = cluster.add_relay(COUNTY);
     let school = cluster.school(SCHOOL, COUNTY, 2, &[cluster.relay_url(relay)]);
     record(&school, "2026-11-03", "3-1", "45");
-    let mut run = school.command(&["run", "--interval-secs", "3600"]).stderr(std::process::Stdio::null()).spawn().unwrap();
-    cluster.wait_until("run synced the first record", || cluster.attendance_at(Some(relay), MONTH) == 1);
+    let mut run = school
+        .command(&["run", "--interval-secs", "3600"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    cluster.wait_until("run synced the first record", || {
+        cluster.attendance_at(Some(relay), MONTH) == 1
+    });
     for class in ["3-1", "3-2"] {
         record(&school, "2026-11-04", class, "44");
     }
-    cluster.wait_until("run synced the new records", || cluster.attendance_at(Some(relay), MONTH) == 3);
+    cluster.wait_until("run synced the new records", || {
+        cluster.attendance_at(Some(relay), MONTH) == 3
+    });
     run.kill().unwrap();
     let _ = run.wait();
     school.agent(&["status"]).ok();
