@@ -3,7 +3,7 @@
 //!
 //! Reading order: storage comes from `schoolsync-store`; [`app`] (user actions and readings) → [`import`] (CSV) → [`cli`] (arguments, output,
 //! exit codes). Rules and the document layout come from `schoolsync-protocol`.
-//! Not here yet: syncing upstream (see ARCHITECTURE.md).
+//! [`sync`] sends the documents upstream (relay first, city as fallback).
 
 pub mod app;
 pub mod cli;
