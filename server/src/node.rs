@@ -15,10 +15,10 @@ use schoolsync_protocol::sync::{
 };
 use schoolsync_store::{DocStore, LoadedDoc, StoreError};
 
-/// Loaded documents kept in memory. A month document of a 30-class school is about 1.3 MiB
-/// loaded; 16 of them stay well inside the 20 MB budget per school-term, while the index answers
-/// everything that needs no document.
-pub const CACHE_DOCS_MAX: usize = 16;
+/// Loaded documents kept in memory. A full month document of a 30-class school takes a few MiB
+/// loaded; 4 keep the month being synced (and its neighbours) hot within the 20 MB budget, while
+/// the heads index answers everything that needs no document.
+pub const CACHE_DOCS_MAX: usize = 4;
 
 /// What a node is.
 #[derive(Clone, Debug, PartialEq, Eq)]

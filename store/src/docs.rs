@@ -78,6 +78,9 @@ pub struct DocStore {
     actor: ActorId,
 }
 
+/// A stored document's snapshot (if any) and its increments, as bytes.
+pub type RawParts = (Option<Vec<u8>>, Vec<Vec<u8>>);
+
 /// Key of a document's heads in the index.
 pub fn index_key(id: &DocId) -> Vec<u8> {
     format!("i/{id}").into_bytes()
@@ -224,16 +227,27 @@ impl DocStore {
             if loaded.doc.get_heads() == loaded.saved_heads {
                 continue;
             }
-            // A document new to the store is written whole, skeleton change included; one that
-            // only ever held its skeleton is never written.
-            let since: &[ChangeHash] = if loaded.stored {
-                &loaded.saved_heads
-            } else {
-                &[]
-            };
-            let new_changes = loaded.doc.get_changes(since);
-            written += new_changes.len();
             let prefix = doc_prefix(&loaded.id);
+            if !loaded.stored {
+                // A document new to the store is written whole as a snapshot (cheaper than
+                // re-encoding its whole change log); one that only ever held its skeleton is
+                // never written (the heads check above).
+                let snapshot = loaded.doc.save();
+                written += 1;
+                loaded.snapshot_bytes = snapshot.len();
+                loaded.increment_bytes = 0;
+                loaded.increment_keys.clear();
+                ops.push(Op::Put(format!("{prefix}s").into_bytes(), snapshot));
+                loaded.saved_heads = loaded.doc.get_heads();
+                loaded.stored = true;
+                ops.push(Op::Put(
+                    index_key(&loaded.id),
+                    heads_bytes(&loaded.saved_heads),
+                ));
+                continue;
+            }
+            let new_changes = loaded.doc.get_changes(&loaded.saved_heads);
+            written += new_changes.len();
             let new_bytes: usize = new_changes.iter().map(|c| c.raw_bytes().len()).sum();
             if loaded.increment_bytes + new_bytes > loaded.snapshot_bytes.max(COMPACT_MIN_BYTES) {
                 let snapshot = loaded.doc.save();
@@ -293,6 +307,22 @@ impl DocStore {
     /// Raw entries under a prefix.
     pub fn scan_raw(&self, prefix: &[u8]) -> Result<crate::kv::Entries, StoreError> {
         Ok(self.kv.scan_prefix(prefix)?)
+    }
+
+    /// A document as stored, without loading it: its snapshot and its increments' raw bytes.
+    /// Sending these to a peer that has none of the document costs no Automerge work here.
+    pub fn raw_parts(&self, id: &DocId) -> Result<RawParts, StoreError> {
+        let prefix = doc_prefix(id);
+        let mut snapshot = None;
+        let mut changes = Vec::new();
+        for (key, value) in self.kv.scan_prefix(prefix.as_bytes())? {
+            match &key[prefix.len()..] {
+                b"s" => snapshot = Some(value),
+                suffix if suffix.starts_with(b"c/") => changes.push(value),
+                _ => {}
+            }
+        }
+        Ok((snapshot, changes))
     }
 
     /// Ids of every stored document, in order.

@@ -47,9 +47,10 @@ pub trait Kv: Send + Sync {
     fn size_on_disk(&self) -> Result<u64, KvError>;
 }
 
-/// sled's page cache cap. School PCs are old; a month document set is a few megabytes, so 32 MiB
-/// keeps every working document cached without taking memory from the clerk's other programs.
-pub const SLED_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+/// sled's page cache cap. A school's term of documents is a few hundred KiB, so 8 MiB keeps a
+/// school's working set cached; on the servers the operating system's file cache does the rest,
+/// and the process stays small (the 20 MB per school-term budget counts this cache).
+pub const SLED_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// How long [`SledKv::open`] retries a lock held by this process's just-closed store.
 pub const RELOCK_WAIT_MS: u64 = 1_000;

@@ -124,6 +124,21 @@ impl<'a> Replica<'a> {
                 if !pull && budget == 0 {
                     continue; // This round's page is full; the next round pushes the rest.
                 }
+                if acked.is_empty() && !pull {
+                    // The upstream has none of it: send it as stored, without loading it.
+                    let (snapshot, changes) = self.store.raw_parts(id)?;
+                    let size = snapshot.as_ref().map_or(0, Vec::len)
+                        + changes.iter().map(Vec::len).sum::<usize>();
+                    budget = budget.saturating_sub(size);
+                    entry.docs.push(sync::DocSync {
+                        doc: id.clone(),
+                        acked: Vec::new(),
+                        heads: sync::to_wire(heads),
+                        changes,
+                        snapshot,
+                    });
+                    continue;
+                }
                 let mut loaded = self.store.load(id)?;
                 if let Plan::Send(doc_sync) =
                     sync::plan(id, &mut loaded.doc, &acked, pull, &mut budget)
