@@ -147,6 +147,20 @@ impl Node {
                     ) {
                         Ok(applied) => {
                             new_changes += applied.new_changes;
+                            if let (false, Some(bytes), true) =
+                                (doc.exists(), &entry.snapshot, entry.changes.is_empty())
+                            {
+                                // A new document received whole (and adopted as it is: its
+                                // heads are the sender's): store the bytes it came in.
+                                let mut heads = doc.doc.get_heads();
+                                heads.sort();
+                                let mut claimed =
+                                    schoolsync_protocol::sync::from_wire(&entry.heads);
+                                claimed.sort();
+                                if heads == claimed {
+                                    doc.set_snapshot_hint(bytes.clone());
+                                }
+                            }
                             loaded.push(doc);
                         }
                         Err(e) => {

@@ -64,11 +64,20 @@ pub struct LoadedDoc {
     increment_keys: Vec<Vec<u8>>,
     /// Whether the document exists in the store (false for a fresh skeleton).
     stored: bool,
+    /// Bytes known to load to exactly this document (a snapshot it was adopted from), so that
+    /// storing it new needs no `save()`.
+    snapshot_hint: Option<Vec<u8>>,
 }
 
 impl LoadedDoc {
     pub fn exists(&self) -> bool {
         self.stored
+    }
+
+    /// Records that `bytes` load to exactly the current document (it was just adopted from
+    /// them): a first save then stores them as they are.
+    pub fn set_snapshot_hint(&mut self, bytes: Vec<u8>) {
+        self.snapshot_hint = Some(bytes);
     }
 }
 
@@ -162,6 +171,7 @@ impl DocStore {
                 increment_bytes: 0,
                 increment_keys: Vec::new(),
                 stored: false,
+                snapshot_hint: None,
             });
         }
         let mut snapshot: Option<Vec<u8>> = None;
@@ -215,6 +225,7 @@ impl DocStore {
             increment_bytes,
             increment_keys,
             stored: true,
+            snapshot_hint: None,
         })
     }
 
@@ -232,7 +243,10 @@ impl DocStore {
                 // A document new to the store is written whole as a snapshot (cheaper than
                 // re-encoding its whole change log); one that only ever held its skeleton is
                 // never written (the heads check above).
-                let snapshot = loaded.doc.save();
+                let snapshot = match loaded.snapshot_hint.take() {
+                    Some(bytes) => bytes,
+                    None => loaded.doc.save(),
+                };
                 written += 1;
                 loaded.snapshot_bytes = snapshot.len();
                 loaded.increment_bytes = 0;
