@@ -193,7 +193,19 @@ pub async fn run_loop(
     let mut seed = u64::from(std::process::id()) ^ 0x2545_f491_4f6c_dd1d;
     loop {
         let due = {
-            let agent = open()?;
+            let agent = match open() {
+                Ok(agent) => agent,
+                Err(AppError::Store(StoreError::Kv(schoolsync_store::KvError::Locked {
+                    ..
+                }))) => {
+                    // A clerk's command holds the store for long; try again at the next poll.
+                    tokio::select! {
+                        _ = &mut stop => return Ok(()),
+                        _ = tokio::time::sleep(Duration::from_millis(RUN_POLL_MS)) => continue,
+                    }
+                }
+                Err(e) => return Err(e),
+            };
             let last_change = agent.store.meta("last_change")?;
             let changed = last_change != synced_change;
             if (changed && backoff_ms == 0) || Instant::now() >= next_sync {

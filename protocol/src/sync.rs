@@ -296,6 +296,11 @@ pub fn apply_payload(
         let mut count = 0;
         if let Some(bytes) = snapshot {
             let mut other = AutoCommit::load(bytes).map_err(|e| e.to_string())?;
+            // `load` accepts a document followed by changes whose dependencies are missing;
+            // stored as is, such bytes would make the document unloadable.
+            if !other.get_missing_deps(&[]).is_empty() {
+                return Err("the document has changes with missing dependencies".to_owned());
+            }
             let ours = doc.get_heads();
             if ours.iter().all(|h| other.get_change_by_hash(h).is_some()) {
                 // Everything we have is in the snapshot: adopt it rather than replaying its
@@ -369,6 +374,10 @@ pub fn reply_for(
         return reply;
     }
     if sender_has_nothing {
+        if *budget == 0 {
+            reply.more = true; // This response is full: the sender pulls it next round.
+            return reply;
+        }
         // A peer that lacks the whole document gets the document, not its change log.
         let saved = doc.save();
         *budget = budget.saturating_sub(saved.len());
@@ -420,11 +429,27 @@ pub fn check_limits(request: &SyncRequest) -> Result<(), WireError> {
     {
         return Err(WireError::Limit("documents per school"));
     }
+    let mut schools = BTreeSet::new();
     for school in &request.schools {
-        if school.docs.iter().any(|d| d.doc.school != school.school) {
-            return Err(WireError::Malformed(
-                "a document is listed under another school".into(),
-            ));
+        if !schools.insert(&school.school) {
+            return Err(WireError::Malformed(format!(
+                "school {} is listed twice",
+                school.school
+            )));
+        }
+        let mut docs = BTreeSet::new();
+        for entry in &school.docs {
+            if entry.doc.school != school.school {
+                return Err(WireError::Malformed(
+                    "a document is listed under another school".into(),
+                ));
+            }
+            if !docs.insert(&entry.doc) {
+                return Err(WireError::Malformed(format!(
+                    "document {} is listed twice",
+                    entry.doc
+                )));
+            }
         }
     }
     Ok(())
@@ -464,15 +489,18 @@ pub fn plan(
         changes: Vec::new(),
         snapshot: None,
     };
-    if push {
+    if push && *budget > 0 {
         if acked.is_empty() {
             let saved = doc.save();
             *budget = budget.saturating_sub(saved.len());
             entry.snapshot = Some(saved);
-        } else if *budget > 0 {
+        } else {
             let mut more = false;
             page_changes(doc, &acked, budget, &mut entry.changes, &mut more);
         }
+    }
+    if !pull && entry.changes.is_empty() && entry.snapshot.is_none() {
+        return Plan::Idle; // The page is full; a later round pushes this document.
     }
     Plan::Send(entry)
 }

@@ -88,12 +88,19 @@ fn now_ms() -> i64 {
 pub async fn forward_once(node: &Arc<Node>, upstream: &Upstream) -> Result<usize, LinkError> {
     let link = link_key(&upstream.url);
     let mut pulls = BTreeSet::new();
+    // Schools the city refused this time: left out of later rounds so they cannot take every
+    // page's budget from the others. They are tried again on the next forward.
+    let mut excluded: BTreeSet<schoolsync_protocol::ids::SchoolId> = BTreeSet::new();
     for round in 1..=ROUNDS_MAX {
-        let (n, l, p) = (node.clone(), link.clone(), pulls.clone());
+        let (n, l, p, x) = (node.clone(), link.clone(), pulls.clone(), excluded.clone());
         let request = tokio::task::spawn_blocking(move || {
             n.with_docs(|store, _| {
                 let replica = Replica::new(store, &l);
-                let schools = replica.schools()?;
+                let schools: Vec<_> = replica
+                    .schools()?
+                    .into_iter()
+                    .filter(|s| !x.contains(s))
+                    .collect();
                 replica.build(&schools, &p, true)
             })
         })
@@ -117,8 +124,15 @@ pub async fn forward_once(node: &Arc<Node>, upstream: &Upstream) -> Result<usize
         .map_err(|_| LinkError::NoProgress)??;
         for (school, refusal) in &absorbed.refused {
             tracing::warn!(%school, reason = %refusal.message, "the city refused a school's documents");
+            excluded.insert(school.clone());
         }
-        if absorbed.in_sync || !absorbed.refused.is_empty() && absorbed.pulls.is_empty() {
+        if let Some((doc, reason)) = absorbed.bad.first() {
+            return Err(LinkError::BadData {
+                doc: doc.to_string(),
+                reason: reason.clone(),
+            });
+        }
+        if absorbed.in_sync {
             return Ok(round);
         }
         pulls = absorbed.pulls;

@@ -43,6 +43,8 @@ pub struct Absorbed {
     pub in_sync: bool,
     /// Schools the upstream refused, with its reason.
     pub refused: Vec<(SchoolId, Refusal)>,
+    /// Documents whose reply failed verification: skipped, `acked` not moved.
+    pub bad: Vec<(DocId, String)>,
 }
 
 /// Sync state of one link, kept between rounds of one sync.
@@ -208,19 +210,29 @@ impl<'a> Replica<'a> {
                     }
                 }
                 let mut loaded = self.store.load(&doc_reply.doc)?;
-                let applied = apply_payload(
+                let applied = match apply_payload(
                     &doc_reply.doc,
                     &mut loaded.doc,
                     &doc_reply.changes,
                     doc_reply.snapshot.as_deref(),
-                )
-                .map_err(|e| StoreError::Corrupt {
-                    doc: doc_reply.doc.to_string(),
-                    reason: format!("from upstream: {e}"),
-                })?;
+                ) {
+                    Ok(applied) => applied,
+                    Err(e) => {
+                        // Damaged data from upstream: keep this document as it was, move no
+                        // checkpoint, carry on with the others.
+                        out.bad.push((doc_reply.doc.clone(), e.to_string()));
+                        continue;
+                    }
+                };
                 out.changes_down += applied.new_changes;
                 let confirmed = if doc_reply.missing.is_empty() {
-                    sync::known(&mut loaded.doc, from_wire(&doc_reply.heads))
+                    // Upstream heads only grow: what it had confirmed before still holds, so a
+                    // reply whose heads we cannot know yet (a paged pull) never resets `acked`.
+                    let previous = self.acked(&doc_reply.doc)?;
+                    sync::known(
+                        &mut loaded.doc,
+                        previous.into_iter().chain(from_wire(&doc_reply.heads)),
+                    )
                 } else {
                     Vec::new() // The upstream lacks dependencies: resend this document whole.
                 };
@@ -250,13 +262,21 @@ impl<'a> Replica<'a> {
                         None => {
                             out.pulls.insert(id.clone());
                         }
+                        Some((_, ours)) if heads_bytes(&ours) == heads_bytes(&heads) => {
+                            // Same heads on both sides: confirmed, no document loaded.
+                            ops.push(Op::Put(acked_key(&self.link, id), heads_bytes(&heads)));
+                        }
                         Some(_) => {
                             let mut loaded = self.store.load(id)?;
                             let known = sync::known(&mut loaded.doc, heads.iter().copied());
                             if known.len() < heads.len() {
                                 out.pulls.insert(id.clone());
                             }
-                            ops.push(Op::Put(acked_key(&self.link, id), heads_bytes(&known)));
+                            // Keep what was confirmed before: upstream heads only grow.
+                            let previous = self.acked(id)?;
+                            let confirmed =
+                                sync::known(&mut loaded.doc, previous.into_iter().chain(known));
+                            ops.push(Op::Put(acked_key(&self.link, id), heads_bytes(&confirmed)));
                         }
                     }
                 }

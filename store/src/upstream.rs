@@ -47,6 +47,8 @@ pub enum LinkError {
     Store(#[from] StoreError),
     #[error("sync did not finish after {ROUNDS_MAX} rounds")]
     NoProgress,
+    #[error("the upstream server sent damaged data for {doc}: {reason}")]
+    BadData { doc: String, reason: String },
 }
 
 impl LinkError {
@@ -58,7 +60,10 @@ impl LinkError {
             LinkError::Certificate { .. } | LinkError::Refused { .. } | LinkError::BadCa(_) => {
                 false
             }
-            LinkError::Protocol(_) | LinkError::Store(_) | LinkError::NoProgress => true,
+            LinkError::Protocol(_)
+            | LinkError::Store(_)
+            | LinkError::NoProgress
+            | LinkError::BadData { .. } => true,
         }
     }
 
@@ -217,7 +222,14 @@ pub async fn sync_schools(
             changes_down,
             in_sync,
             refused,
+            bad,
         } = replica.absorb(&request, response)?;
+        if let Some((doc, reason)) = bad.into_iter().next() {
+            return Err(LinkError::BadData {
+                doc: doc.to_string(),
+                reason,
+            });
+        }
         summary.changes_down += changes_down;
         for (school, refusal) in refused {
             active.retain(|s| *s != school);

@@ -268,3 +268,72 @@ fn digest_ignores_order_and_sees_every_head() {
     );
     assert_ne!(digest([(&a, &h1[..])]), digest([(&a, &h1[..1])]));
 }
+
+#[test]
+fn a_snapshot_carrying_changes_with_missing_dependencies_is_refused() {
+    let mut a = doc::skeleton(&month_id(), ActorId::random()).unwrap();
+    write(&mut a, 3, "3-1", 40);
+    let early = a.save();
+    write(&mut a, 4, "3-1", 39);
+    write(&mut a, 5, "3-1", 38);
+    // The early document followed by the last change only: its dependency is missing.
+    let last = a.get_last_local_change().unwrap().raw_bytes().to_vec();
+    let crafted = [early.as_slice(), last.as_slice()].concat();
+    assert!(
+        AutoCommit::load(&crafted).is_ok(),
+        "automerge accepts it, hence the check"
+    );
+    let mut b = AutoCommit::new();
+    assert!(matches!(
+        apply_payload(&month_id(), &mut b, &[], Some(&crafted)),
+        Err(WireError::BadDocument { .. })
+    ));
+    assert!(b.get_heads().is_empty());
+}
+
+#[test]
+fn duplicate_schools_and_documents_are_refused() {
+    let entry = DocSync {
+        doc: month_id(),
+        acked: vec![],
+        heads: vec![],
+        changes: vec![],
+        snapshot: None,
+    };
+    let school_sync = SchoolSync {
+        school: school(),
+        digest: Digest::default(),
+        docs: vec![entry.clone(), entry],
+    };
+    let request = SyncRequest {
+        schools: vec![school_sync.clone()],
+    };
+    assert!(
+        matches!(check_limits(&request), Err(WireError::Malformed(m)) if m.contains("listed twice"))
+    );
+    let mut once = school_sync;
+    once.docs.truncate(1);
+    assert!(check_limits(&SyncRequest {
+        schools: vec![once.clone()]
+    })
+    .is_ok());
+    assert!(check_limits(&SyncRequest {
+        schools: vec![once.clone(), once]
+    })
+    .is_err());
+}
+
+#[test]
+fn a_full_page_defers_pushes_instead_of_overfilling() {
+    let mut a = doc::skeleton(&month_id(), ActorId::random()).unwrap();
+    write(&mut a, 3, "3-1", 40);
+    let mut empty = 0;
+    assert_eq!(
+        plan(&month_id(), &mut a, &[], false, &mut empty),
+        Plan::Idle
+    );
+    let Plan::Send(pull) = plan(&month_id(), &mut a, &[], true, &mut empty) else {
+        panic!("a pull is still sent")
+    };
+    assert!(pull.snapshot.is_none() && pull.changes.is_empty());
+}
