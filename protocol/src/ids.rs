@@ -163,6 +163,11 @@ impl ClassId {
     /// Longest class name accepted; real names are under ten characters.
     pub const LEN_MAX: usize = 32;
 
+    /// A stand-in while a record is read, before its key gives the real class.
+    pub(crate) fn placeholder() -> ClassId {
+        ClassId("?".to_owned())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

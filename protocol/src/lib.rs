@@ -13,6 +13,7 @@ pub mod ids;
 pub mod lang;
 pub mod records;
 pub mod rules;
+pub mod schema;
 pub mod sync;
 
 pub use error::HardError;

@@ -318,7 +318,8 @@ pub fn parse_grade(text: &str) -> Result<i64, HardError> {
 }
 
 /// Attendance of one class on one school day (出勤).
-#[derive(Clone, Debug, PartialEq, Eq, Reconcile, Hydrate, Serialize)]
+/// Stored in the slim layout of [`crate::schema`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Attendance {
     pub date: Day,
     pub class: ClassId,
@@ -369,7 +370,8 @@ pub struct Review {
 }
 
 /// One homework assignment of a class on a school day (作业公示).
-#[derive(Clone, Debug, PartialEq, Eq, Reconcile, Hydrate, Serialize)]
+/// Stored in the slim layout of [`crate::schema`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HomeworkItem {
     pub date: Day,
     pub class: ClassId,
@@ -390,9 +392,16 @@ pub struct HomeworkItem {
 }
 
 impl HomeworkItem {
-    /// Hard rules: known class; minutes within a day.
+    /// Hard rules: known class; minutes within a day; a subject without `/` (it is part of the
+    /// record's key).
     pub fn validate(&self, profile: &Profile) -> Result<(), HardError> {
         profile.class(&self.class)?;
+        if self.subject.is_empty() || self.subject.contains('/') {
+            return Err(HardError::Invalid {
+                field: "subject",
+                text: self.subject.clone(),
+            });
+        }
         if self.minutes > DAY_MINUTES {
             return Err(HardError::MinutesBeyondDay {
                 minutes: i64::from(self.minutes),
@@ -426,7 +435,8 @@ pub fn homework_minutes(value: i64) -> Result<u32, HardError> {
 }
 
 /// After-school service of one class on one school day (课后服务).
-#[derive(Clone, Debug, PartialEq, Eq, Reconcile, Hydrate, Serialize)]
+/// Stored in the slim layout of [`crate::schema`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AfterSchool {
     pub date: Day,
     pub class: ClassId,

@@ -243,13 +243,22 @@ fn main() -> Result<(), Error> {
 
     // What the documents weigh: Automerge's own (deflated) save, and uncompressed.
     {
-        let (mut deflated, mut raw) = (0, 0);
+        let (mut deflated, mut raw, mut gz_deflated, mut gz_raw) = (0, 0, 0, 0);
+        let gz = |bytes: &[u8]| {
+            let mut g = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            let _ = g.write_all(bytes);
+            g.finish().map_or(0, |v| v.len())
+        };
         for (id, _) in agent.store.index(&format!("{SCHOOL}/"))? {
             let mut loaded = agent.store.load(&id)?;
-            deflated += loaded.doc.save().len();
-            raw += loaded.doc.save_nocompress().len();
+            let saved = loaded.doc.save();
+            let plain = loaded.doc.save_nocompress();
+            deflated += saved.len();
+            raw += plain.len();
+            gz_deflated += gz(&saved);
+            gz_raw += gz(&plain);
         }
-        println!("term documents: save() {deflated} B, save_nocompress() {raw} B");
+        println!("term documents: save() {deflated} B (gzip-9 of it {gz_deflated} B), save_nocompress() {raw} B (gzip-9 of it {gz_raw} B)");
     }
     let proxy = proxy::Proxy::start(
         ([127, 0, 0, 1], relay_port).into(),
