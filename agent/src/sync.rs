@@ -90,7 +90,7 @@ pub async fn sync_now(
     agent: &Agent,
     now_ms: i64,
     lang: Lang,
-    progress: &mut dyn FnMut(&SyncSummary),
+    progress: &mut (dyn FnMut(&SyncSummary) + Send),
 ) -> Result<SyncOutcome, AppError> {
     let school = agent.school()?;
     let upstreams = load_upstreams(&agent.store)?;

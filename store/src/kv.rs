@@ -137,6 +137,68 @@ impl Kv for SledKv {
     }
 }
 
+/// An in-memory engine: for simulations that run hundreds of schools in one process. Not
+/// durable (`flush` does nothing): never the engine of a real agent or server.
+#[derive(Default)]
+pub struct MemKv {
+    map: std::sync::Mutex<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+impl MemKv {
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<Vec<u8>, Vec<u8>>> {
+        // Nothing that holds the lock can panic half-way (inserts and removes only), so a
+        // poisoned map is still consistent.
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Kv for MemKv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(self.map().get(key).cloned())
+    }
+
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
+        self.map().insert(key.to_vec(), value.to_vec());
+        Ok(())
+    }
+
+    fn batch(&self, ops: Vec<Op>) -> Result<(), KvError> {
+        let mut map = self.map();
+        for op in ops {
+            match op {
+                Op::Put(k, v) => {
+                    map.insert(k, v);
+                }
+                Op::Delete(k) => {
+                    map.remove(&k);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, KvError> {
+        Ok(self
+            .map()
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn flush(&self) -> Result<(), KvError> {
+        Ok(())
+    }
+
+    fn size_on_disk(&self) -> Result<u64, KvError> {
+        Ok(self
+            .map()
+            .iter()
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,7 +206,13 @@ mod tests {
     #[test]
     fn batch_scan_and_lock() {
         let dir = tempfile::tempdir().unwrap();
-        let kv = SledKv::open(dir.path()).unwrap();
+        let sled = SledKv::open(dir.path()).unwrap();
+        for kv in [&sled as &dyn Kv, &MemKv::default()] {
+            check_engine(kv);
+        }
+    }
+
+    fn check_engine(kv: &dyn Kv) {
         kv.put(b"a/1", b"x").unwrap();
         kv.batch(vec![
             Op::Put(b"a/2".to_vec(), b"y".to_vec()),

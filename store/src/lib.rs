@@ -11,4 +11,4 @@ pub mod replica;
 pub mod upstream;
 
 pub use docs::{DocStore, LoadedDoc, StoreError};
-pub use kv::{Kv, KvError, Op, SledKv};
+pub use kv::{Kv, KvError, MemKv, Op, SledKv};

@@ -198,7 +198,7 @@ pub async fn sync_schools(
     replica: &Replica<'_>,
     schools: &[SchoolId],
     probe_first: bool,
-    progress: &mut dyn FnMut(&SyncSummary),
+    progress: &mut (dyn FnMut(&SyncSummary) + Send),
 ) -> Result<SyncSummary, LinkError> {
     let mut summary = SyncSummary::default();
     let mut pulls = BTreeSet::new();

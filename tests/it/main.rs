@@ -8,6 +8,7 @@
 mod cluster;
 mod harness;
 
+mod city;
 mod clerk_day;
 mod crash;
 mod import_csv;
