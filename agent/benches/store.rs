@@ -171,8 +171,103 @@ fn run(label: &str, days: usize) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Resident and peak resident memory of a process, KiB (Linux `/proc`).
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The real agent binary: memory while `run` idles, and peak memory of a term's first `sync`
+/// (to a city started in this process).
+fn agent_memory() -> Result<(), Box<dyn std::error::Error>> {
+    use std::process::{Command, Stdio};
+    const AGENT: &str = env!("CARGO_BIN_EXE_schoolsync-agent");
+    let dir = tempfile::tempdir()?;
+    let certs = schoolsync_server::certs::generate(&dir.path().join("certs"), &[])?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let city = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let settings = schoolsync_server::Settings {
+            role: schoolsync_server::node::Role::City,
+            data_dir: dir.path().join("city"),
+            tls: schoolsync_server::tls::server_config(&certs.server_cert, &certs.server_key)?,
+            upstream: None,
+            forward_interval_ms: 1000,
+        };
+        Ok::<_, Box<dyn std::error::Error>>(schoolsync_server::start(settings, listener).await?)
+    })?;
+    let data = dir.path().join("agent");
+    let agent = |args: &[&str]| {
+        let mut cmd = Command::new(AGENT);
+        cmd.args(args)
+            .env("SCHOOLSYNC_DATA_DIR", &data)
+            .env("SCHOOLSYNC_LANG", "en");
+        cmd
+    };
+    let url = format!("https://{}", city.addr);
+    let ca = certs.ca_cert.to_string_lossy().into_owned();
+    agent(&[
+        "init",
+        "--school",
+        "2113000001",
+        "--county",
+        "130821",
+        "--name",
+        "x",
+        "--upstream",
+        &url,
+        "--ca",
+        &ca,
+    ])
+    .output()?;
+    let start_day = NaiveDate::from_ymd_opt(2026, 9, 1).ok_or("date")?;
+    for (kind, csv) in sheets(&school_days(start_day, 90)) {
+        let path = dir.path().join(format!("{kind:?}.csv"));
+        std::fs::write(&path, csv)?;
+        let name = match kind {
+            Kind::Classes => "classes",
+            Kind::Attendance => "attendance",
+            Kind::Homework => "homework",
+            Kind::Afterschool => "afterschool",
+        };
+        agent(&["import", name, path.to_str().ok_or("path")?]).output()?;
+    }
+    let mut sync = agent(&["sync"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut peak = 0;
+    while sync.try_wait()?.is_none() {
+        peak = peak.max(rss_kib(sync.id()).1);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let mut run = agent(&["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (idle, run_peak) = rss_kib(run.id());
+    let _ = run.kill();
+    let _ = run.wait();
+    println!(
+        "agent process: `run` idle {idle} KiB resident (peak {run_peak} KiB) [target < 30 MB]; `sync` of a term (8100 records) peak {peak} KiB; binary {} KiB",
+        std::fs::metadata(AGENT)?.len() / 1024
+    );
+    rt.block_on(city.stop());
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     run("month (22 days)", 22)?;
     run("term (90 days)", 90)?;
+    agent_memory()?;
     Ok(())
 }
