@@ -87,6 +87,9 @@ struct Common {
     tls_key: Option<PathBuf>,
 }
 
+/// Threads for blocking work (document applies, store flushes).
+const BLOCKING_THREADS_MAX: usize = 2;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = cli.log.clone().unwrap_or_else(|| "info".to_owned());
@@ -180,7 +183,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .forward_interval_ms
             .unwrap_or(forward::FORWARD_INTERVAL_MS),
     };
-    let runtime = tokio::runtime::Runtime::new()?;
+    // Document work is serialised by the node's write lock, so a few blocking threads suffice;
+    // each extra thread would keep its own allocator arena (memory) for nothing.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS_MAX)
+        .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
