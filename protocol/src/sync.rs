@@ -295,7 +295,8 @@ pub fn apply_payload(
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<usize, String> {
         let mut count = 0;
         if let Some(bytes) = snapshot {
-            let mut other = AutoCommit::load(bytes).map_err(|e| e.to_string())?;
+            let plain = decode_snapshot(bytes)?;
+            let mut other = AutoCommit::load(&plain).map_err(|e| e.to_string())?;
             // `load` accepts a document followed by changes whose dependencies are missing;
             // stored as is, such bytes would make the document unloadable.
             if !other.get_missing_deps(&[]).is_empty() {
@@ -379,7 +380,7 @@ pub fn reply_for(
             return reply;
         }
         // A peer that lacks the whole document gets the document, not its change log.
-        let saved = doc.save();
+        let saved = encode_snapshot(doc);
         *budget = budget.saturating_sub(saved.len());
         reply.snapshot = Some(saved);
         return reply;
@@ -415,6 +416,39 @@ pub fn page_changes(
         *budget = budget.saturating_sub(bytes.len());
         out.push(bytes.to_vec());
     }
+}
+
+/// zstd level for stored (and therefore sent) snapshots. Measured on a term of one school's
+/// documents: Automerge's own `save()` is 1.46× the gzip of the records as JSON, gzip-9 of it
+/// 1.08×, zstd-15 of the uncompressed save 1.01×, zstd-19 0.73×. Level 19 costs ~0.15 s per month
+/// document, paid once when a snapshot is written (compaction), not on every sync.
+pub const SNAPSHOT_ZSTD_LEVEL: i32 = 19;
+/// First bytes of a zstd frame; Automerge documents start with other magic bytes.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// Encodes a document as a stored and sent snapshot: zstd of its uncompressed save.
+pub fn encode_snapshot(doc: &mut AutoCommit) -> Vec<u8> {
+    let plain = doc.save_nocompress();
+    zstd::bulk::compress(&plain, SNAPSHOT_ZSTD_LEVEL).unwrap_or_else(|_| doc.save())
+}
+
+/// Decodes a snapshot (zstd-compressed or a plain Automerge save) into bytes `AutoCommit::load`
+/// takes, refusing anything that inflates beyond [`MESSAGE_BYTES_MAX`] × 4.
+pub fn decode_snapshot(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> {
+    if !bytes.starts_with(&ZSTD_MAGIC) {
+        return Ok(bytes.into());
+    }
+    let limit = (MESSAGE_BYTES_MAX * 4) as u64;
+    let mut out = Vec::new();
+    zstd::stream::read::Decoder::new(bytes)
+        .map_err(|e| e.to_string())?
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| e.to_string())?;
+    if out.len() as u64 > limit {
+        return Err("snapshot inflates beyond the limit".to_owned());
+    }
+    Ok(out.into())
 }
 
 /// Checks the counts of a request against the limits.
@@ -491,7 +525,7 @@ pub fn plan(
     };
     if push && *budget > 0 {
         if acked.is_empty() {
-            let saved = doc.save();
+            let saved = encode_snapshot(doc);
             *budget = budget.saturating_sub(saved.len());
             entry.snapshot = Some(saved);
         } else {

@@ -202,7 +202,10 @@ impl DocStore {
         let actor = self.actor.clone();
         let mut doc = guarded("load", id, || {
             let mut doc = match &snapshot {
-                Some(bytes) => AutoCommit::load(bytes).map_err(|e| e.to_string())?,
+                Some(bytes) => {
+                    let plain = schoolsync_protocol::sync::decode_snapshot(bytes)?;
+                    AutoCommit::load(&plain).map_err(|e| e.to_string())?
+                }
                 None => AutoCommit::new(),
             };
             doc.apply_changes(changes).map_err(|e| e.to_string())?;
@@ -245,7 +248,7 @@ impl DocStore {
                 // never written (the heads check above).
                 let snapshot = match loaded.snapshot_hint.take() {
                     Some(bytes) => bytes,
-                    None => loaded.doc.save(),
+                    None => schoolsync_protocol::sync::encode_snapshot(&mut loaded.doc),
                 };
                 written += 1;
                 loaded.snapshot_bytes = snapshot.len();
@@ -264,7 +267,7 @@ impl DocStore {
             written += new_changes.len();
             let new_bytes: usize = new_changes.iter().map(|c| c.raw_bytes().len()).sum();
             if loaded.increment_bytes + new_bytes > loaded.snapshot_bytes.max(COMPACT_MIN_BYTES) {
-                let snapshot = loaded.doc.save();
+                let snapshot = schoolsync_protocol::sync::encode_snapshot(&mut loaded.doc);
                 ops.extend(loaded.increment_keys.drain(..).map(Op::Delete));
                 loaded.snapshot_bytes = snapshot.len();
                 loaded.increment_bytes = 0;
