@@ -12,13 +12,15 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use schoolsync_agent::app::{Actor, Agent};
 use schoolsync_agent::config::Config;
 use schoolsync_agent::import::{self, Kind};
 use schoolsync_protocol::doc;
 use schoolsync_protocol::ids::{DocId, Month};
 use schoolsync_protocol::Lang;
+use schoolsync_sim::measure::{dir_bytes, rss_kib};
+use schoolsync_sim::school_days_from as school_days;
 use schoolsync_store::DocStore;
 
 struct Counting;
@@ -42,18 +44,6 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOC: Counting = Counting;
 
 const CLASSES: usize = 30;
-
-fn school_days(start: NaiveDate, n: usize) -> Vec<NaiveDate> {
-    let mut out = Vec::new();
-    let mut day = start;
-    while out.len() < n {
-        if day.weekday().number_from_monday() <= 5 {
-            out.push(day);
-        }
-        day = day.succ_opt().unwrap_or(day);
-    }
-    out
-}
 
 fn sheets(days: &[NaiveDate]) -> [(Kind, String); 4] {
     let mut classes = String::from("class,grade,enrolled\n");
@@ -84,21 +74,6 @@ fn sheets(days: &[NaiveDate]) -> [(Kind, String); 4] {
         (Kind::Homework, hw),
         (Kind::Afterschool, after),
     ]
-}
-
-fn dir_bytes(path: &std::path::Path) -> u64 {
-    std::fs::read_dir(path)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 fn run(label: &str, days: usize) -> Result<(), Box<dyn std::error::Error>> {
@@ -169,20 +144,6 @@ fn run(label: &str, days: usize) -> Result<(), Box<dyn std::error::Error>> {
         peak as f64 / 1048576.0,
     );
     Ok(())
-}
-
-/// Resident and peak resident memory of a process, KiB (Linux `/proc`).
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// The real agent binary: memory while `run` idles, and peak memory of a term's first `sync`

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use schoolsync_agent::app::{Actor, Agent, NewRecord};
 use schoolsync_agent::config::Config;
 use schoolsync_agent::import::{self, Kind};
@@ -48,17 +48,7 @@ impl Drop for Server {
 impl Server {
     /// Resident and peak resident memory, KiB (Linux `/proc`).
     fn rss_kib(&self) -> (u64, u64) {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        schoolsync_sim::measure::rss_kib(self.0.id())
     }
 }
 
@@ -81,15 +71,7 @@ fn start(args: &[&str], port: u16) -> Result<Server, Error> {
 }
 
 fn school_days(n: usize) -> Vec<NaiveDate> {
-    let mut day = NaiveDate::from_ymd_opt(2026, 9, 1).unwrap_or_default();
-    let mut out = Vec::new();
-    while out.len() < n {
-        if day.weekday().number_from_monday() <= 5 {
-            out.push(day);
-        }
-        day = day.succ_opt().unwrap_or(day);
-    }
-    out
+    schoolsync_sim::school_days_from(NaiveDate::from_ymd_opt(2026, 9, 1).unwrap_or_default(), n)
 }
 
 /// Five records per class-day: attendance, three homework items, after-school.

@@ -199,7 +199,12 @@ pub fn plan_city(days: usize, rng: &mut Rng) -> anyhow::Result<Vec<SchoolPlan>> 
 
 /// School days from Monday 2026-11-02.
 pub fn school_days(n: usize) -> Vec<NaiveDate> {
-    let mut day = NaiveDate::from_ymd_opt(2026, 11, 2).unwrap_or_default();
+    school_days_from(NaiveDate::from_ymd_opt(2026, 11, 2).unwrap_or_default(), n)
+}
+
+/// `n` school days (weekdays) from `start` on.
+pub fn school_days_from(start: NaiveDate, n: usize) -> Vec<NaiveDate> {
+    let mut day = start;
     let mut out = Vec::new();
     while out.len() < n {
         if day.weekday().number_from_monday() <= 5 {
@@ -526,6 +531,39 @@ fn city_report(
     }
     report.participation_pct = 100.0 * report.participants as f64 / report.students.max(1) as f64;
     Ok(())
+}
+
+/// Measurements the benchmarks share (Linux `/proc` and the file system).
+pub mod measure {
+    /// Resident and peak resident memory of a process, KiB.
+    pub fn rss_kib(pid: u32) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Bytes of every file under `path`.
+    pub fn dir_bytes(path: &std::path::Path) -> u64 {
+        std::fs::read_dir(path)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| match e.metadata() {
+                        Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                        Ok(m) => m.len(),
+                        Err(_) => 0,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
 }
 
 #[cfg(test)]

@@ -138,16 +138,10 @@ pub fn classes_csv(classes: usize) -> String {
 
 /// School days (weekdays) from `start` on, `n` of them.
 pub fn school_days(start: &str, n: usize) -> Vec<chrono::NaiveDate> {
-    use chrono::Datelike;
-    let mut day = chrono::NaiveDate::parse_from_str(start, "%Y-%m-%d").unwrap();
-    let mut out = Vec::new();
-    while out.len() < n {
-        if day.weekday().number_from_monday() <= 5 {
-            out.push(day);
-        }
-        day = day.succ_opt().unwrap();
-    }
-    out
+    schoolsync_sim::school_days_from(
+        chrono::NaiveDate::parse_from_str(start, "%Y-%m-%d").unwrap(),
+        n,
+    )
 }
 
 /// A homework sheet: two items per class-day (written maths at home, reading).

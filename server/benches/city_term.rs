@@ -1,0 +1,230 @@
+//! The city holding a term of all of Chengde: resident memory of a real `schoolsync-server city`
+//! process whose store holds 554 schools × 110 school days (about 4 million records, the
+//! simulation's city), idle, answering a "nothing new?" round from every school, and taking a new
+//! school day from every school. Run: `cargo bench -p schoolsync-server --bench city_term`
+//! (about ten minutes on 2 cores, most of it generating the term). Prints figures.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use automerge::{ActorId, AutoCommit};
+use schoolsync_agent::app::NewRecord;
+use schoolsync_protocol::doc::{self, CommitMeta};
+use schoolsync_protocol::ids::{DocId, Month, SchoolId};
+use schoolsync_protocol::records::ClassInfo;
+use schoolsync_protocol::sync::{self, Digest, DocSync, SchoolSync, SyncRequest};
+use schoolsync_sim::measure::{dir_bytes, rss_kib};
+use schoolsync_sim::{day_records, plan_city, school_days, Rng, SchoolPlan};
+use schoolsync_store::upstream::Upstream;
+use schoolsync_store::DocStore;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+const SERVER: &str = env!("CARGO_BIN_EXE_schoolsync-server");
+const TERM_DAYS: usize = 110;
+
+fn meta(school: &str) -> CommitMeta {
+    CommitMeta {
+        school: school.to_owned(),
+        clerk: "bench".to_owned(),
+        machine: "bench".to_owned(),
+        action: "import".to_owned(),
+    }
+}
+
+fn put(doc: &mut AutoCommit, record: &NewRecord) -> Result<(), Error> {
+    match record {
+        NewRecord::Attendance(r) => doc::put_attendance(doc, r)?,
+        NewRecord::Homework(r) => doc::put_homework(doc, r)?,
+        NewRecord::AfterSchool(r) => doc::put_afterschool(doc, r)?,
+    }
+    Ok(())
+}
+
+/// Writes one school's term into `store` (a profile and one document per month, ten school days
+/// per change); returns the last month's document, kept to make a new day from later.
+fn write_school(
+    store: &DocStore,
+    plan: &SchoolPlan,
+    days: &[chrono::NaiveDate],
+    rng: &mut Rng,
+) -> Result<(DocId, Vec<u8>), Error> {
+    let school: SchoolId = plan.id.parse()?;
+    let mut profile = store.load(&DocId::profile(&school))?;
+    doc::put_identity(&mut profile.doc, "模拟学校", plan.county)?;
+    for (class, grade, enrolled, _) in &plan.classes {
+        doc::put_class(
+            &mut profile.doc,
+            &ClassInfo::new(class.clone(), i64::from(*grade), *enrolled as i64)?,
+        )?;
+    }
+    doc::commit(&mut profile.doc, &meta(&plan.id), 0);
+    store.commit(&mut [&mut profile], Vec::new())?;
+    let mut last = None;
+    let mut month_days: Vec<(Month, Vec<chrono::NaiveDate>)> = Vec::new();
+    for day in days {
+        match month_days.last_mut() {
+            Some((m, ds)) if *m == Month::of(*day) => ds.push(*day),
+            _ => month_days.push((Month::of(*day), vec![*day])),
+        }
+    }
+    for (month, ds) in month_days {
+        let id = DocId::records(&school, month);
+        let mut loaded = store.load(&id)?;
+        for chunk in ds.chunks(10) {
+            for day in chunk {
+                for record in day_records(plan, *day, rng) {
+                    put(&mut loaded.doc, &record)?;
+                }
+            }
+            doc::commit(&mut loaded.doc, &meta(&plan.id), 0);
+        }
+        store.commit(&mut [&mut loaded], Vec::new())?;
+        last = Some((id, loaded.doc.save()));
+    }
+    last.ok_or_else(|| "no days".into())
+}
+
+fn main() -> Result<(), Error> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("city");
+    let mut rng = Rng::new(2023);
+    let plans = plan_city(TERM_DAYS, &mut rng)?;
+    let all_days = school_days(TERM_DAYS + 1);
+    let (term, next_day) = all_days.split_at(TERM_DAYS);
+    let started = Instant::now();
+    let lasts: Vec<(DocId, Vec<u8>)> = {
+        let store = DocStore::open(&data.join("store"))?;
+        let halves = plans.split_at(plans.len() / 2);
+        let store = &store;
+        std::thread::scope(|scope| -> Result<Vec<(DocId, Vec<u8>)>, Error> {
+            let handles: Vec<_> = [halves.0, halves.1]
+                .into_iter()
+                .enumerate()
+                .map(|(t, part)| {
+                    scope.spawn(move || -> Result<Vec<(DocId, Vec<u8>)>, Error> {
+                        let mut rng = Rng::new(t as u64);
+                        part.iter()
+                            .map(|plan| write_school(store, plan, term, &mut rng))
+                            .collect()
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for h in handles {
+                out.extend(h.join().map_err(|_| "generator panicked")??);
+            }
+            Ok(out)
+        })?
+    };
+    let records: usize = plans.iter().map(|p| p.classes.len()).sum::<usize>() * TERM_DAYS;
+    println!(
+        "generated a term of all of Chengde: {} schools, ~{}k class-days in {:.0} s",
+        plans.len(),
+        records / 1000,
+        started.elapsed().as_secs_f64()
+    );
+
+    let certs = schoolsync_server::certs::generate(&dir.path().join("certs"), &[])?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let (cert, key) = (
+        certs.server_cert.to_string_lossy().into_owned(),
+        certs.server_key.to_string_lossy().into_owned(),
+    );
+    let data_arg = data.to_string_lossy().into_owned();
+    let mut city: Child = Command::new(SERVER)
+        .args([
+            "city",
+            "--listen",
+            &listen,
+            "--data-dir",
+            &data_arg,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let size: u64 = dir_bytes(&data);
+    println!(
+        "city store on disk: {} MB; city idle: {} KiB resident",
+        size / 1_000_000,
+        rss_kib(city.id()).0
+    );
+
+    let upstream = Upstream::new(
+        &format!("https://{listen}"),
+        Some(&std::fs::read(&certs.ca_cert)?),
+    )?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // 1. Every school asks "anything new?" with a digest the city does not have: the city answers
+    //    each with its index for the school, from the index alone.
+    let t = Instant::now();
+    for plan in &plans {
+        let request = SyncRequest {
+            schools: vec![SchoolSync {
+                school: plan.id.parse()?,
+                digest: Digest([0; 32]),
+                docs: Vec::new(),
+            }],
+        };
+        rt.block_on(upstream.round(&request))?;
+    }
+    let (rss, peak) = rss_kib(city.id());
+    println!(
+        "after a digest round from all 554 schools ({:.1} s): {rss} KiB resident, peak {peak} KiB",
+        t.elapsed().as_secs_f64()
+    );
+
+    // 2. Every school pushes a new school day (one change on its current month).
+    let t = Instant::now();
+    let mut rng = Rng::new(99);
+    for ((id, saved), plan) in lasts.iter().zip(&plans) {
+        let mut doc = AutoCommit::load(saved)?.with_actor(ActorId::random());
+        let before = doc.get_heads();
+        for record in day_records(plan, next_day[0], &mut rng) {
+            put(&mut doc, &record)?;
+        }
+        doc::commit(&mut doc, &meta(&plan.id), 1);
+        let changes = doc
+            .get_changes(&before)
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect();
+        let entry = DocSync {
+            doc: id.clone(),
+            acked: sync::to_wire(&before),
+            heads: sync::to_wire(&doc.get_heads()),
+            changes,
+            snapshot: None,
+        };
+        let request = SyncRequest {
+            schools: vec![SchoolSync {
+                school: id.school.clone(),
+                digest: Digest([0; 32]),
+                docs: vec![entry],
+            }],
+        };
+        rt.block_on(upstream.round(&request))?;
+    }
+    let (rss, peak) = rss_kib(city.id());
+    println!(
+        "after a new school day from all 554 schools ({:.1} s): {rss} KiB resident, peak {peak} KiB [target: a term of all of Chengde < 1 GB]",
+        t.elapsed().as_secs_f64()
+    );
+    let _ = city.kill();
+    let _ = city.wait();
+    Ok(())
+}
