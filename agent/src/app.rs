@@ -335,17 +335,25 @@ impl Agent {
                 }
             }
         }
-        let mut months: BTreeMap<Month, MonthRecords> = BTreeMap::new();
-        let mut needed: BTreeSet<Month> = BTreeSet::new();
-        for (date, _) in &days {
-            needed.insert(Month::of(*date));
-            if let Some(back) = date.checked_sub_days(Days::new(2)) {
-                needed.insert(Month::of(back));
+        // The class-days to evaluate and the two days before each (illness clusters look back),
+        // grouped by month: only these are read, not whole months.
+        let mut needed: BTreeMap<Month, BTreeSet<(NaiveDate, ClassId)>> = BTreeMap::new();
+        for (date, class) in &days {
+            for back in 0..3 {
+                if let Some(day) = date.checked_sub_days(Days::new(back)) {
+                    needed
+                        .entry(Month::of(day))
+                        .or_default()
+                        .insert((day, class.clone()));
+                }
             }
         }
-        for month in needed {
+        let mut months: BTreeMap<Month, MonthRecords> = BTreeMap::new();
+        for (month, class_days) in needed {
             let loaded = work.doc(&self.store, DocId::records(school, month))?;
-            months.insert(month, doc::read_month(&loaded.doc)?);
+            let records =
+                doc::read_class_days(&loaded.doc, class_days.iter().map(|(d, c)| (*d, c)))?;
+            months.insert(month, records);
         }
         let mut standing = Vec::new();
         for (date, class) in days {

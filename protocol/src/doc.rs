@@ -278,6 +278,53 @@ pub fn read_month(doc: &AutoCommit) -> Result<MonthRecords, DocError> {
     })
 }
 
+/// One map entry, `None` when absent.
+fn entry<T: Hydrate>(
+    doc: &AutoCommit,
+    obj: &automerge::ObjId,
+    key: &str,
+) -> Result<Option<T>, DocError> {
+    Ok(
+        match hydrate_prop::<_, autosurgeon::MaybeMissing<T>, _, _>(doc, obj, key)? {
+            autosurgeon::MaybeMissing::Missing => None,
+            autosurgeon::MaybeMissing::Present(value) => Some(value),
+        },
+    )
+}
+
+/// The records of the given class-days only (attendance, homework, after-school, findings), read
+/// without hydrating the rest of the month: a write then costs what it touches, not the month.
+pub fn read_class_days<'a>(
+    doc: &AutoCommit,
+    class_days: impl IntoIterator<Item = (chrono::NaiveDate, &'a crate::ids::ClassId)>,
+) -> Result<MonthRecords, DocError> {
+    let mut out = MonthRecords::default();
+    let homework_map = map_id(doc, "homework")?;
+    let homework_keys: Vec<String> = doc.keys(&homework_map).collect();
+    for (date, class) in class_days {
+        let key = class_day_key(date, class);
+        if let Some(mut r) = entry::<Attendance>(doc, &map_id(doc, "attendance")?, &key)? {
+            crate::schema::fill_from_key(&key, &mut r.date, &mut r.class)?;
+            out.attendance.insert(key.clone(), r);
+        }
+        if let Some(mut r) = entry::<AfterSchool>(doc, &map_id(doc, "afterschool")?, &key)? {
+            crate::schema::fill_from_key(&key, &mut r.date, &mut r.class)?;
+            out.afterschool.insert(key.clone(), r);
+        }
+        if let Some(f) = entry::<Vec<Finding>>(doc, &map_id(doc, "findings")?, &key)? {
+            out.findings.insert(key.clone(), f);
+        }
+        let prefix = format!("{key}/");
+        for hk in homework_keys.iter().filter(|k| k.starts_with(&prefix)) {
+            if let Some(mut r) = entry::<HomeworkItem>(doc, &homework_map, hk)? {
+                crate::schema::fill_from_key(hk, &mut r.date, &mut r.class)?;
+                out.homework.insert(hk.clone(), r);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Two or more values written concurrently at one place, none of them lost: Automerge keeps them
 /// all and picks one deterministically as the visible winner.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -440,6 +487,65 @@ mod tests {
         let change = doc.get_last_local_change().unwrap();
         let meta_back: CommitMeta = serde_json::from_str(change.message().unwrap()).unwrap();
         assert_eq!(meta_back.clerk, "王老师");
+    }
+
+    #[test]
+    fn reading_class_days_matches_reading_the_month() {
+        use crate::records::{HomeworkType, Layer, Place};
+        let mut doc = skeleton(&id(), ActorId::random()).unwrap();
+        for (day, class) in [(3, "3-1"), (3, "3-2"), (4, "3-1"), (5, "3-10")] {
+            let date = Day(parse_date(&format!("2026-11-{day:02}")).unwrap());
+            let class: crate::ids::ClassId = class.parse().unwrap();
+            put_attendance(
+                &mut doc,
+                &Attendance {
+                    date,
+                    class: class.clone(),
+                    ..record(40)
+                },
+            )
+            .unwrap();
+            for subject in ["数学", "语文"] {
+                let item = HomeworkItem {
+                    date,
+                    class: class.clone(),
+                    subject: subject.into(),
+                    content: "p1".into(),
+                    kind: HomeworkType::Written,
+                    layer: Layer::Required,
+                    place: Place::AtHome,
+                    minutes: 20,
+                    teacher: None,
+                    review: None,
+                    published: false,
+                    flags: vec![],
+                };
+                put_homework(&mut doc, &item).unwrap();
+            }
+        }
+        commit(&mut doc, &meta(), 1);
+        let month = read_month(&doc).unwrap();
+        let class: crate::ids::ClassId = "3-1".parse().unwrap();
+        let wanted = [
+            (parse_date("2026-11-03").unwrap(), &class),
+            (parse_date("2026-11-05").unwrap(), &class),
+        ];
+        let some = read_class_days(&doc, wanted).unwrap();
+        let expect_att: Vec<&String> = month
+            .attendance
+            .keys()
+            .filter(|k| k.as_str() == "2026-11-03/3-1")
+            .collect();
+        assert_eq!(some.attendance.keys().collect::<Vec<_>>(), expect_att);
+        // "3-1" must not pick up "3-10"; 2026-11-05 has no 3-1 records.
+        assert_eq!(some.homework.len(), 2);
+        assert!(some
+            .homework
+            .keys()
+            .all(|k| k.starts_with("2026-11-03/3-1/")));
+        for (k, v) in &some.homework {
+            assert_eq!(&month.homework[k], v);
+        }
     }
 
     #[test]
