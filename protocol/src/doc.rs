@@ -299,23 +299,33 @@ pub fn read_class_days<'a>(
     class_days: impl IntoIterator<Item = (chrono::NaiveDate, &'a crate::ids::ClassId)>,
 ) -> Result<MonthRecords, DocError> {
     let mut out = MonthRecords::default();
+    let (attendance, afterschool, findings) = (
+        map_id(doc, "attendance")?,
+        map_id(doc, "afterschool")?,
+        map_id(doc, "findings")?,
+    );
     let homework_map = map_id(doc, "homework")?;
-    let homework_keys: Vec<String> = doc.keys(&homework_map).collect();
+    let mut homework_keys: Vec<String> = doc.keys(&homework_map).collect();
+    homework_keys.sort();
     for (date, class) in class_days {
         let key = class_day_key(date, class);
-        if let Some(mut r) = entry::<Attendance>(doc, &map_id(doc, "attendance")?, &key)? {
+        if let Some(mut r) = entry::<Attendance>(doc, &attendance, &key)? {
             crate::schema::fill_from_key(&key, &mut r.date, &mut r.class)?;
             out.attendance.insert(key.clone(), r);
         }
-        if let Some(mut r) = entry::<AfterSchool>(doc, &map_id(doc, "afterschool")?, &key)? {
+        if let Some(mut r) = entry::<AfterSchool>(doc, &afterschool, &key)? {
             crate::schema::fill_from_key(&key, &mut r.date, &mut r.class)?;
             out.afterschool.insert(key.clone(), r);
         }
-        if let Some(f) = entry::<Vec<Finding>>(doc, &map_id(doc, "findings")?, &key)? {
+        if let Some(f) = entry::<Vec<Finding>>(doc, &findings, &key)? {
             out.findings.insert(key.clone(), f);
         }
         let prefix = format!("{key}/");
-        for hk in homework_keys.iter().filter(|k| k.starts_with(&prefix)) {
+        let first = homework_keys.partition_point(|k| k.as_str() < prefix.as_str());
+        for hk in homework_keys[first..]
+            .iter()
+            .take_while(|k| k.starts_with(&prefix))
+        {
             if let Some(mut r) = entry::<HomeworkItem>(doc, &homework_map, hk)? {
                 crate::schema::fill_from_key(hk, &mut r.date, &mut r.class)?;
                 out.homework.insert(hk.clone(), r);
