@@ -13,7 +13,7 @@ use schoolsync_protocol::sync::{decode, encode, SyncRequest, CONTENT_TYPE};
 
 use crate::node::Node;
 
-/// Largest request body accepted (compressed): a page is 128 KiB; whole month documents pushed
+/// Largest request body accepted (compressed): a page is 64 KiB; whole month documents pushed
 /// on a first sync are a few hundred KiB.
 pub const BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
 

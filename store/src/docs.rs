@@ -1,9 +1,11 @@
-//! The agent's document store: Automerge documents kept as a snapshot plus incremental changes.
+//! The document store of every tier: Automerge documents kept as a snapshot plus incremental
+//! changes.
 //!
 //! Key layout (one sled tree):
 //! ```text
 //! m/<name>                  small metadata values (school id, machine id)
-//! d/<doc id>/s              the document's last snapshot (`AutoCommit::save`)
+//! d/<doc id>/s              the document's last snapshot (`sync::encode_snapshot`: zstd of the
+//!                           uncompressed save; plain `save()` bytes are read too)
 //! d/<doc id>/c/<hash hex>   one change not yet folded into the snapshot, raw bytes
 //! i/<doc id>                the document's heads (32 bytes each): the doc → heads index, so a
 //!                           "nothing new" sync answer and digests need no document loaded
@@ -65,7 +67,7 @@ pub struct LoadedDoc {
     /// Whether the document exists in the store (false for a fresh skeleton).
     stored: bool,
     /// Bytes known to load to exactly this document (a snapshot it was adopted from), so that
-    /// storing it new needs no `save()`.
+    /// storing it new needs no re-encoding.
     snapshot_hint: Option<Vec<u8>>,
 }
 
