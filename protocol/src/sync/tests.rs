@@ -337,3 +337,20 @@ fn a_full_page_defers_pushes_instead_of_overfilling() {
     };
     assert!(pull.snapshot.is_none() && pull.changes.is_empty());
 }
+
+#[test]
+fn snapshots_round_trip_in_both_encodings_and_bombs_are_refused() {
+    let mut a = doc::skeleton(&month_id(), ActorId::random()).unwrap();
+    write(&mut a, 3, "3-1", 40);
+    let encoded = encode_snapshot(&mut a);
+    assert!(encoded.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]), "zstd frame");
+    for bytes in [encoded, a.save()] {
+        let mut b = AutoCommit::new();
+        apply_payload(&month_id(), &mut b, &[], Some(&bytes)).unwrap();
+        assert_eq!(b.get_heads(), a.get_heads());
+        assert_eq!(doc::read_month(&b).unwrap().attendance.len(), 1);
+    }
+    let bomb = zstd::bulk::compress(&vec![0u8; MESSAGE_BYTES_MAX * 4 + 1024], 1).unwrap();
+    assert!(bomb.len() < 64 * 1024, "a small message");
+    assert!(decode_snapshot(&bomb).is_err());
+}
