@@ -559,6 +559,64 @@ mod tests {
     }
 
     #[test]
+    fn clearing_an_optional_field_on_one_pc_and_changing_it_on_another_is_a_conflict() {
+        use crate::records::{HomeworkType, Layer, Place, Review};
+        let item = |teacher: Option<&str>, review: Option<(&str, &str)>| HomeworkItem {
+            date: Day(parse_date("2026-11-03").unwrap()),
+            class: "3-2".parse().unwrap(),
+            subject: "数学".into(),
+            content: "p1".into(),
+            kind: HomeworkType::Written,
+            layer: Layer::Required,
+            place: Place::AtHome,
+            minutes: 20,
+            teacher: teacher.map(str::to_owned),
+            review: review.map(|(at, by)| Review {
+                at: at.into(),
+                by: by.into(),
+            }),
+            published: false,
+            flags: vec![],
+        };
+        let mut a = skeleton(&id(), ActorId::random()).unwrap();
+        put_homework(
+            &mut a,
+            &item(Some("王老师"), Some(("2026-11-03T10:00:00Z", "张 主任"))),
+        )
+        .unwrap();
+        commit(&mut a, &meta(), 1);
+        let stored = read_month(&a)
+            .unwrap()
+            .homework
+            .into_values()
+            .next()
+            .unwrap();
+        assert_eq!(
+            stored.review.as_ref().map(|r| r.by.as_str()),
+            Some("张 主任")
+        );
+        let mut b = a.fork();
+        put_homework(&mut a, &item(None, None)).unwrap();
+        commit(&mut a, &meta(), 2);
+        // Clearing again writes nothing new.
+        put_homework(&mut a, &item(None, None)).unwrap();
+        assert!(commit(&mut a, &meta(), 3).is_none());
+        put_homework(
+            &mut b,
+            &item(Some("李老师"), Some(("2026-11-03T11:00:00Z", "刘"))),
+        )
+        .unwrap();
+        commit(&mut b, &meta(), 4);
+        a.merge(&mut b).unwrap();
+        let fields: Vec<String> = conflicts(&a, &RECORD_MAPS)
+            .unwrap()
+            .into_iter()
+            .filter_map(|c| c.field)
+            .collect();
+        assert_eq!(fields, vec!["review".to_owned(), "teacher".to_owned()]);
+    }
+
+    #[test]
     fn concurrent_field_edits_are_conflicts_not_losses() {
         let mut a = skeleton(&id(), ActorId::random()).unwrap();
         put_attendance(&mut a, &record(40)).unwrap();

@@ -45,14 +45,17 @@ pub fn fill_from_key(key: &str, date: &mut Day, class: &mut ClassId) -> Result<(
     Ok(())
 }
 
-fn put_opt<M: MapReconciler, R: Reconcile>(
+/// Writes an optional text field. Once a field has held a value, `None` is written as `""`
+/// rather than deleted: a delete racing a put on another PC would let the put win silently,
+/// while two puts stay a visible conflict. A field that never held a value stays absent.
+fn put_opt<M: MapReconciler>(
     m: &mut M,
     prop: &str,
-    value: Option<R>,
+    value: Option<impl AsRef<str>>,
 ) -> Result<(), M::Error> {
     match value {
-        Some(v) => m.put(prop, v),
-        None if m.entry(prop).is_some() => m.delete(prop),
+        Some(v) => m.put(prop, v.as_ref()),
+        None if m.entry(prop).is_some() => m.put(prop, ""),
         None => Ok(()),
     }
 }
@@ -81,16 +84,16 @@ fn get<D: ReadDoc, T: Hydrate>(
     hydrate_prop(doc, obj, prop)
 }
 
-/// An optional field: absent (or `null`) is `None`.
-fn get_opt<D: ReadDoc, T: Hydrate>(
+/// An optional text field: absent, `null` or `""` is `None`.
+fn get_opt<D: ReadDoc>(
     doc: &D,
     obj: &automerge::ObjId,
     prop: &str,
-) -> Result<Option<T>, HydrateError> {
+) -> Result<Option<String>, HydrateError> {
     Ok(
-        match hydrate_prop::<_, MaybeMissing<Option<T>>, _, _>(doc, obj, prop)? {
+        match hydrate_prop::<_, MaybeMissing<Option<String>>, _, _>(doc, obj, prop)? {
             MaybeMissing::Missing => None,
-            MaybeMissing::Present(value) => value,
+            MaybeMissing::Present(value) => value.filter(|v| !v.is_empty()),
         },
     )
 }
@@ -119,7 +122,7 @@ impl Hydrate for Attendance {
     fn hydrate_map<D: ReadDoc>(doc: &D, obj: &automerge::ObjId) -> Result<Self, HydrateError> {
         let (date, class) = placeholder();
         let mut symptoms = BTreeMap::new();
-        for part in get_opt::<_, String>(doc, obj, "symptoms")?
+        for part in get_opt(doc, obj, "symptoms")?
             .unwrap_or_default()
             .split(',')
         {
@@ -155,16 +158,10 @@ impl Reconcile for HomeworkItem {
         m.put("minutes", self.minutes)?;
         m.put("published", self.published)?;
         put_opt(&mut m, "teacher", self.teacher.as_deref())?;
-        put_opt(
-            &mut m,
-            "reviewed_by",
-            self.review.as_ref().map(|r| r.by.as_str()),
-        )?;
-        put_opt(
-            &mut m,
-            "reviewed_at",
-            self.review.as_ref().map(|r| r.at.as_str()),
-        )?;
+        // One field, `<at> <by>`: split in two, a concurrent re-review and clear could leave half
+        // a review behind with no conflict shown.
+        let review = self.review.as_ref().map(|r| format!("{} {}", r.at, r.by));
+        put_opt(&mut m, "review", review)?;
         put_opt(&mut m, "flags", codes(&self.flags, HomeworkFlag::code))
     }
 }
@@ -174,13 +171,12 @@ impl Hydrate for HomeworkItem {
         let (date, class) = placeholder();
         let code = |prop: &str| -> Result<String, HydrateError> { get(doc, obj, prop) };
         let bad = |what: &str, text: String| HydrateError::unexpected(what, text);
-        let review = match (
-            get_opt::<_, String>(doc, obj, "reviewed_by")?,
-            get_opt::<_, String>(doc, obj, "reviewed_at")?,
-        ) {
-            (Some(by), Some(at)) => Some(Review { by, at }),
-            _ => None,
-        };
+        let review = get_opt(doc, obj, "review")?.and_then(|text| {
+            text.split_once(' ').map(|(at, by)| Review {
+                by: by.to_owned(),
+                at: at.to_owned(),
+            })
+        });
         Ok(HomeworkItem {
             date,
             class,
