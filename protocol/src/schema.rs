@@ -4,9 +4,10 @@
 //! are stored lean (measured: a school day's change is 42% smaller than with derived layouts):
 //! - `date` and `class` are not stored: they are the record's key (`2026-11-03/3-2/...`) and are
 //!   filled in from it when read ([`fill_from_key`]);
-//! - absent optional values (teacher, review, flags, symptoms) are absent, not `null`; counts and
-//!   flags a clerk edits are always stored (omitting zeros saved under 1% after compression, and
-//!   a delete racing a put on another PC would hide the conflict);
+//! - optional values (teacher, review, flags, symptoms) that were never set are absent, not
+//!   `null`; once set, clearing one writes `""` instead of deleting it, because a delete racing a
+//!   put on another PC would hide the conflict. Counts are always stored (omitting zeros saved
+//!   under 1% after compression);
 //! - small lists and maps are one compact string: `homework-help,clubs`, `fever:2,cough:1`.
 //!
 //! Writing identical values produces no operations (autosurgeon compares before writing), so a
