@@ -426,40 +426,13 @@ pub fn conflicts(doc: &AutoCommit, maps: &[&'static str]) -> Result<Vec<Conflict
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{parse_date, Month, SchoolId};
+    use crate::ids::parse_date;
     use crate::records::{Attendance, Day};
 
-    fn id() -> DocId {
-        let school: SchoolId = "2113000001".parse().unwrap();
-        DocId::records(
-            &school,
-            Month {
-                year: 2026,
-                month: 11,
-            },
-        )
-    }
-
-    fn meta() -> CommitMeta {
-        CommitMeta {
-            school: "2113000001".into(),
-            clerk: "王老师".into(),
-            machine: "pc1".into(),
-            action: "test".into(),
-        }
-    }
+    use crate::test_support::{attendance, meta, month_id as id};
 
     fn record(present: u32) -> Attendance {
-        Attendance {
-            date: Day(parse_date("2026-11-03").unwrap()),
-            class: "3-2".parse().unwrap(),
-            expected: 40,
-            present,
-            sick: 40 - present,
-            personal: 0,
-            other: 0,
-            symptoms: BTreeMap::new(),
-        }
+        attendance(3, "3-2", present)
     }
 
     #[test]

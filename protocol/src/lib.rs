@@ -16,5 +16,8 @@ pub mod rules;
 pub mod schema;
 pub mod sync;
 
+#[cfg(test)]
+mod test_support;
+
 pub use error::HardError;
 pub use lang::Lang;

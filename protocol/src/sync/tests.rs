@@ -1,46 +1,10 @@
 //! Wire-format snapshots and round trips, and sans-IO sync stories between two documents.
 
 use super::*;
-use crate::doc::{self, CommitMeta};
-use crate::ids::{parse_date, Month};
-use crate::records::{Attendance, Day};
+use crate::doc;
 use automerge::ActorId;
 
-fn school() -> SchoolId {
-    "2113000001".parse().unwrap()
-}
-
-fn month_id() -> DocId {
-    DocId::records(
-        &school(),
-        Month {
-            year: 2026,
-            month: 11,
-        },
-    )
-}
-
-fn meta() -> CommitMeta {
-    CommitMeta {
-        school: "2113000001".into(),
-        clerk: "c".into(),
-        machine: "m".into(),
-        action: "t".into(),
-    }
-}
-
-fn record(day: u32, class: &str, present: u32) -> Attendance {
-    Attendance {
-        date: Day(parse_date(&format!("2026-11-{day:02}")).unwrap()),
-        class: class.parse().unwrap(),
-        expected: 40,
-        present,
-        sick: 40 - present,
-        personal: 0,
-        other: 0,
-        symptoms: Default::default(),
-    }
-}
+use crate::test_support::{attendance as record, meta, month_id, school};
 
 fn write(doc: &mut AutoCommit, day: u32, class: &str, present: u32) {
     doc::put_attendance(doc, &record(day, class, present)).unwrap();
