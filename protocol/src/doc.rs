@@ -139,11 +139,7 @@ pub fn homework_key(item: &HomeworkItem) -> String {
     // 32 bits tell apart the few assignments of one subject on one class-day (a collision needs
     // ~65,000 of them) and keep keys short. (Putting the content itself in the key, and not in
     // the record, was measured: a term's sync grew by 10%, long keys compress worse.)
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in item.content.trim().as_bytes() {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
+    let hash = crate::ids::fnv1a64(item.content.trim().as_bytes());
     let hash = (hash >> 32) as u32 ^ hash as u32;
     format!(
         "{}/{}/{hash:08x}",

@@ -335,6 +335,17 @@ macro_rules! display_inner {
 }
 display_inner!(SchoolId, CountyCode, ClassId);
 
+/// FNV-1a, 64 bits: a hash that is stable across platforms and versions (unlike
+/// `DefaultHasher`), for keys that must come out the same on every machine.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
 /// Parses a date as clerks write it: `2026-11-03`, `2026/11/3` (Excel's default), `2026.11.3`
 /// or `2026年11月3日`. An impossible date (2026-02-30) is refused.
 pub fn parse_date(text: &str) -> Result<NaiveDate, HardError> {

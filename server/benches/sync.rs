@@ -298,48 +298,34 @@ fn main() -> Result<(), Error> {
         to_city.as_secs_f64() * 1000.0
     );
 
+    // One sync through the proxy: its summary and the bytes it put on the wire each way.
+    let measured = |upstream: &Upstream| -> Result<(schoolsync_store::upstream::SyncSummary, u64, u64), Error> {
+        let before = proxy.stats();
+        let summary = rt.block_on(sync_schools(upstream, &replica, &schools, false, &mut |_| {}))?;
+        let after = proxy.stats();
+        Ok((summary, after.bytes_up - before.bytes_up, after.bytes_down - before.bytes_down))
+    };
+
     // 2. A no-change sync on the warm connection: one round trip, constant size.
-    let before = proxy.stats();
-    let idle = rt.block_on(sync_schools(
-        &via_proxy,
-        &replica,
-        &schools,
-        false,
-        &mut |_| {},
-    ))?;
-    let after = proxy.stats();
+    let (idle, up, down) = measured(&via_proxy)?;
     println!(
-        "no-change sync, school holding a full term ({} documents): {} round(s); bodies {} B up / {} B down; on the wire incl. HTTP headers and TLS framing {} B up / {} B down [target < 600 B each way]",
+        "no-change sync, school holding a full term ({} documents): {} round(s); bodies {} B up / {} B down; on the wire incl. HTTP headers and TLS framing {up} B up / {down} B down [target < 600 B each way]",
         local.len(),
         idle.rounds,
         idle.bytes_up,
         idle.bytes_down,
-        after.bytes_up - before.bytes_up,
-        after.bytes_down - before.bytes_down
     );
     let fresh = Upstream::new(&format!("https://{}", proxy.addr()), Some(&ca))?;
-    let before = proxy.stats();
-    rt.block_on(sync_schools(&fresh, &replica, &schools, false, &mut |_| {}))?;
-    let after = proxy.stats();
+    let (_, up, down) = measured(&fresh)?;
     println!(
-        "the same on a new connection (TLS 1.3 handshake included): {} B up / {} B down",
-        after.bytes_up - before.bytes_up,
-        after.bytes_down - before.bytes_down
+        "the same on a new connection (TLS 1.3 handshake included): {up} B up / {down} B down"
     );
 
     // 3. One new school day: 30 classes x 5 records.
     let day = parse_all(&agent, &days[110..])?;
     agent.write_records(&day, "day", 2)?;
-    let before = proxy.stats();
-    let one = rt.block_on(sync_schools(
-        &via_proxy,
-        &replica,
-        &schools,
-        false,
-        &mut |_| {},
-    ))?;
-    let after = proxy.stats();
-    let day_wire = (after.bytes_up - before.bytes_up) + (after.bytes_down - before.bytes_down);
+    let (one, up, down) = measured(&via_proxy)?;
+    let day_wire = up + down;
     let day_gzip = gzip_json(&day);
     println!(
         "one school day ({} records): {} round(s); bodies {} B up / {} B down; on the wire {} B = {:.2}x the gzip of the records as JSON ({} B) [target <= 2x]",

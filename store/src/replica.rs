@@ -24,11 +24,7 @@ fn acked_key(link: &str, doc: &DocId) -> Vec<u8> {
 
 /// A short stable key for an upstream URL (FNV-1a, hex), used in store keys.
 pub fn link_key(url: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in url.trim_end_matches('/').as_bytes() {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
+    let hash = schoolsync_protocol::ids::fnv1a64(url.trim_end_matches('/').as_bytes());
     format!("{hash:016x}")
 }
 

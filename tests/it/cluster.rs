@@ -151,6 +151,11 @@ impl Cluster {
         self.start_slot(Some(i));
     }
 
+    /// A running relay.
+    pub fn relay(&self, i: usize) -> &Running {
+        self.relays[i].running.as_ref().expect("relay running")
+    }
+
     pub fn city_url(&self) -> String {
         format!("https://{}", self.city.addr)
     }

@@ -128,10 +128,8 @@ fn city_down_while_schools_sync_to_the_relay() {
     }
     assert_eq!(cluster.attendance_at(Some(relay), MONTH), 3);
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert!(cluster.relays[relay]
-        .running
-        .as_ref()
-        .unwrap()
+    assert!(cluster
+        .relay(relay)
         .forward_status
         .lock()
         .unwrap()
@@ -342,10 +340,7 @@ fn a_response_lost_after_the_upstream_committed() {
     );
     let changes_at_relay = |c: &Cluster| {
         let id = MONTH.parse().unwrap();
-        c.relays[relay]
-            .running
-            .as_ref()
-            .unwrap()
+        c.relay(relay)
             .node
             .store
             .load(&id)
