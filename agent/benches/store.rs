@@ -162,6 +162,8 @@ fn agent_memory() -> Result<(), Box<dyn std::error::Error>> {
             tls: schoolsync_server::tls::server_config(&certs.server_cert, &certs.server_key)?,
             upstream: None,
             forward_interval_ms: 1000,
+            credential: None,
+            body_timeout_ms: schoolsync_server::api::BODY_TIMEOUT_MS,
         };
         Ok::<_, Box<dyn std::error::Error>>(schoolsync_server::start(settings, listener).await?)
     })?;
@@ -175,6 +177,19 @@ fn agent_memory() -> Result<(), Box<dyn std::error::Error>> {
     };
     let url = format!("https://{}", city.addr);
     let ca = certs.ca_cert.to_string_lossy().into_owned();
+    let credential = dir.path().join("school.credential");
+    {
+        let authority = city.authority.clone().ok_or("no authority")?;
+        let (claims, file) = authority.issue(
+            &city.node.store,
+            schoolsync_protocol::auth::Role::School,
+            Some("2113000001".parse()?),
+            Some("130821".parse()?),
+            0,
+        )?;
+        std::fs::write(&credential, file.to_text(&claims))?;
+    }
+    let credential = credential.to_string_lossy().into_owned();
     agent(&[
         "init",
         "--school",
@@ -187,6 +202,8 @@ fn agent_memory() -> Result<(), Box<dyn std::error::Error>> {
         &url,
         "--ca",
         &ca,
+        "--credential",
+        &credential,
     ])
     .output()?;
     let start_day = NaiveDate::from_ymd_opt(2026, 9, 1).ok_or("date")?;

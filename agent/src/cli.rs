@@ -115,6 +115,11 @@ pub enum Command {
     List,
     /// The school, the store, the last change, and each upstream's sync state. 状态
     Status,
+    /// Install this computer's credential file (from the county or city bureau). 安装接入凭证
+    Enroll {
+        /// The credential file. 凭证文件
+        file: PathBuf,
+    },
     /// Send and receive changes now (county relay first, then the city). 立即同步
     Sync,
     /// Keep running: sync soon after each change and every few minutes; Ctrl-C stops.
@@ -144,6 +149,10 @@ pub struct InitArgs {
     /// CA certificate (PEM) given by the county or city bureau. 上级服务器的 CA 证书
     #[arg(long)]
     pub ca: Option<PathBuf>,
+    /// This computer's credential file, issued by the city for this school (can also be added
+    /// later with `enroll`). 本机接入凭证文件
+    #[arg(long, value_name = "FILE")]
+    pub credential: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -336,7 +345,12 @@ pub fn run(cli: Cli) -> u8 {
         .as_deref()
         .map_or_else(system_lang, Lang::from_locale);
     let config = match Config::load(&config_path, cli.config.is_some()) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            if c.credential.is_none() {
+                c.credential = Some(data_dir.join(crate::config::CREDENTIAL_FILE));
+            }
+            c
+        }
         Err(e) => {
             eprintln!(
                 "{}",
@@ -543,7 +557,14 @@ fn execute(agent: &Agent, command: Command, out: &Output) -> Result<(), AppError
                     ca_pem: a.ca.as_deref().map(crate::sync::read_ca).transpose()?,
                 })
             };
+            if let Some(file) = &a.credential {
+                // Checked before anything is written: a wrong file must not half-initialise.
+                crate::sync::read_credential_for(file, &a.school, &a.county)?;
+            }
             let w = agent.init(&a.school, &a.county, &a.name, upstreams.as_ref(), now_ms())?;
+            if let Some(file) = &a.credential {
+                crate::sync::install_credential(agent, file)?;
+            }
             out.written(
                 &w,
                 &format!("已登记学校 {} {}", a.school, a.name),
@@ -854,6 +875,23 @@ fn execute(agent: &Agent, command: Command, out: &Output) -> Result<(), AppError
                     lang.pick("冲突", "conflicts"),
                     s.conflicts,
                     lang.pick("两台电脑同时修改了同一记录，两个值都已保留，见 report", "the same record was edited on two computers; both values are kept, see report")
+                );
+            }
+        }
+        Command::Enroll { file } => {
+            let claims = crate::sync::install_credential(agent, &file)?;
+            if out.json {
+                out.json(&serde_json::json!({ "credential": claims.id }));
+            } else {
+                println!(
+                    "{}",
+                    lang.pick(
+                        &format!("已安装接入凭证 {}，下次同步时生效。", claims.id),
+                        &format!(
+                            "credential {} installed; it is used from the next sync.",
+                            claims.id
+                        )
+                    )
                 );
             }
         }

@@ -28,7 +28,14 @@ pub struct Config {
     pub counties: CountyTable,
     /// Homework, after-school and illness-cluster limits: national defaults, stricter per county.
     pub rules: RulesConfig,
+    /// This computer's credential file (from the city's `enroll-school`; `init --credential` or
+    /// `enroll` puts it here, readable by its owner only). Default: `credential` in the data
+    /// directory.
+    pub credential: Option<std::path::PathBuf>,
 }
+
+/// File name of the credential inside the data directory.
+pub const CREDENTIAL_FILE: &str = "credential";
 
 impl Default for Config {
     fn default() -> Self {
@@ -38,6 +45,7 @@ impl Default for Config {
             province: PROVINCE_HEBEI.to_owned(),
             counties: CountyTable::default(),
             rules: RulesConfig::default(),
+            credential: None,
         }
     }
 }

@@ -15,6 +15,9 @@ use schoolsync_store::upstream::{sync_schools, LinkError, SyncSummary, Upstream}
 use schoolsync_store::{DocStore, StoreError};
 use serde::{Deserialize, Serialize};
 
+use schoolsync_protocol::auth::{peek_claims, Claims, CredentialFile, Role};
+use schoolsync_protocol::ids::CountyTable;
+
 use crate::app::{Agent, AppError};
 
 /// Upstream URLs and the CA that signs their certificates, as stored at `init`.
@@ -97,6 +100,7 @@ pub async fn sync_now(
     if upstreams.urls.is_empty() {
         return Err(AppError::NoUpstream);
     }
+    let token = credential_token(agent);
     let mut failed = Vec::new();
     let mut last_error = None;
     for url in &upstreams.urls {
@@ -110,6 +114,10 @@ pub async fn sync_now(
         save_status(&agent.store, &status)?;
         let result = match Upstream::new(url, upstreams.ca_pem.as_deref().map(str::as_bytes)) {
             Ok(upstream) => {
+                let upstream = match &token {
+                    Some(t) => upstream.with_credential(t),
+                    None => upstream,
+                };
                 let replica = Replica::new(&agent.store, &link_key(url));
                 sync_schools(
                     &upstream,
@@ -246,6 +254,66 @@ pub async fn run_loop(
             _ = tokio::time::sleep(due) => {}
         }
     }
+}
+
+/// Reads a credential file and checks that it is a school credential for `school` of `county`
+/// (without verifying the signature: only the upstream can, and will).
+pub fn read_credential_for(
+    path: &Path,
+    school: &str,
+    county: &str,
+) -> Result<(CredentialFile, Claims), AppError> {
+    let unreadable = |reason: String| AppError::FileUnreadable {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
+    let file: CredentialFile = toml::from_str(&text)
+        .map_err(|_| unreadable("not a schoolsync credential file".to_owned()))?;
+    let claims = peek_claims(&file.token).map_err(|e| unreadable(e.to_string()))?;
+    let county = CountyTable::default()
+        .parse(county)
+        .map_err(AppError::Refused)?;
+    let for_us = claims.role == Role::School
+        && claims.school.as_ref().map(|s| s.as_str()) == Some(school.trim())
+        && claims.county.as_ref() == Some(&county);
+    if !for_us {
+        return Err(unreadable(format!(
+            "this credential is for {}, not for school {school} of county {county}",
+            match (&claims.school, &claims.county) {
+                (Some(s), Some(c)) => format!("school {s} of county {c}"),
+                _ => format!("a {} device", claims.role.name()),
+            }
+        )));
+    }
+    Ok((file, claims))
+}
+
+/// Copies a credential file for this school into place, readable by its owner only.
+pub fn install_credential(agent: &Agent, path: &Path) -> Result<Claims, AppError> {
+    let profile = agent.profile()?;
+    let (file, claims) = read_credential_for(path, &profile.school, &profile.county)?;
+    let target = agent
+        .config
+        .credential
+        .clone()
+        .ok_or(AppError::NotInitialised)?;
+    schoolsync_store::secret::write_private(&target, file.to_text(&claims).as_bytes()).map_err(
+        |e| AppError::FileUnreadable {
+            path: target.display().to_string(),
+            reason: e.to_string(),
+        },
+    )?;
+    Ok(claims)
+}
+
+/// This computer's credential token, if one is installed.
+pub fn credential_token(agent: &Agent) -> Option<String> {
+    let path = agent.config.credential.as_ref()?;
+    let text = std::fs::read_to_string(path).ok()?;
+    toml::from_str::<CredentialFile>(&text)
+        .ok()
+        .map(|f| f.token)
 }
 
 /// Reads a CA certificate file for `init --ca`.

@@ -331,6 +331,114 @@ pub fn read_class_days<'a>(
     Ok(out)
 }
 
+/// A record an incoming change set would leave breaking a hard rule (or not readable as a record).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadRecord {
+    /// `attendance`, `homework`, `afterschool` or `profile`.
+    pub map: &'static str,
+    pub key: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for BadRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.map, self.key, self.reason)
+    }
+}
+
+/// Upstream re-check of incoming changes: every record the changes between `before` and the
+/// document's current heads touched must keep the hard rules a record carries by itself
+/// ([`Attendance::check`] etc.), read **as the sender saw it** (at `sender_heads`). Records left
+/// inconsistent only by merging two machines' concurrent edits are not the sender's doing: those
+/// stay visible as conflicts rather than blocking the school.
+pub fn check_incoming(
+    doc: &mut AutoCommit,
+    before: &[ChangeHash],
+    sender_heads: &[ChangeHash],
+) -> Result<(), BadRecord> {
+    let after = doc.get_heads();
+    if before == after.as_slice() {
+        return Ok(());
+    }
+    let mut touched: BTreeMap<&'static str, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for patch in doc.diff(before, &after) {
+        let (map, key) = match (patch.path.first(), patch.path.get(1), &patch.action) {
+            (Some((_, automerge::Prop::Map(map))), Some((_, automerge::Prop::Map(key))), _) => {
+                (map.clone(), key.clone())
+            }
+            (
+                Some((_, automerge::Prop::Map(map))),
+                None,
+                automerge::PatchAction::PutMap { key, .. },
+            ) => (map.clone(), key.clone()),
+            _ => continue,
+        };
+        if let Some(name) = RECORD_MAPS.iter().find(|m| **m == map) {
+            touched.entry(name).or_default().insert(key);
+        }
+    }
+    if touched.is_empty() {
+        return Ok(());
+    }
+    let mut sender_sorted = sender_heads.to_vec();
+    sender_sorted.sort();
+    let mut after_sorted = after.clone();
+    after_sorted.sort();
+    let forked;
+    let view: &AutoCommit = if sender_sorted == after_sorted || sender_heads.is_empty() {
+        doc
+    } else {
+        forked = doc.fork_at(sender_heads).map_err(|e| BadRecord {
+            map: "document",
+            key: String::new(),
+            reason: e.to_string(),
+        })?;
+        &forked
+    };
+    for (map, keys) in touched {
+        let obj = match view.get(ROOT, map) {
+            Ok(Some((Value::Object(ObjType::Map), id))) => id,
+            _ => continue,
+        };
+        for key in keys {
+            let bad = |reason: String| BadRecord {
+                map,
+                key: key.clone(),
+                reason,
+            };
+            let checked = match map {
+                "attendance" => entry::<Attendance>(view, &obj, &key).map(|r| {
+                    r.map(|mut r| {
+                        crate::schema::fill_from_key(&key, &mut r.date, &mut r.class)
+                            .map_err(|e| e.to_string())?;
+                        r.check().map_err(|e| e.to_string())
+                    })
+                }),
+                "homework" => entry::<HomeworkItem>(view, &obj, &key).map(|r| {
+                    r.map(|mut r| {
+                        crate::schema::fill_from_key(&key, &mut r.date, &mut r.class)
+                            .map_err(|e| e.to_string())?;
+                        r.check().map_err(|e| e.to_string())
+                    })
+                }),
+                _ => entry::<AfterSchool>(view, &obj, &key).map(|r| {
+                    r.map(|mut r| {
+                        crate::schema::fill_from_key(&key, &mut r.date, &mut r.class)
+                            .map_err(|e| e.to_string())?;
+                        r.check().map_err(|e| e.to_string())
+                    })
+                }),
+            };
+            match checked {
+                Ok(None) | Ok(Some(Ok(()))) => {}
+                Ok(Some(Err(reason))) => return Err(bad(reason)),
+                Err(e) => return Err(bad(format!("not a readable record ({e})"))),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Two or more values written concurrently at one place, none of them lost: Automerge keeps them
 /// all and picks one deterministically as the visible winner.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -4,9 +4,11 @@
 //!
 //! This crate does no IO: no disk, no network, no clock. Callers pass `now` in.
 //!
-//! Reading order: [`ids`] → [`records`] → [`rules`] → [`doc`]. Errors a clerk sees are in
+//! Reading order: [`ids`] → [`records`] → [`rules`] → [`doc`] → [`sync`] → [`auth`] (credentials
+//! and scope). Errors a clerk sees are in
 //! [`error`]; both message languages in [`lang`].
 
+pub mod auth;
 pub mod doc;
 pub mod error;
 pub mod ids;

@@ -343,6 +343,11 @@ impl Attendance {
     /// Hard rules: known class; present + absences = expected; no symptom above `sick`.
     pub fn validate(&self, profile: &Profile) -> Result<(), HardError> {
         profile.class(&self.class)?;
+        self.check()
+    }
+
+    /// The hard rules a record carries by itself (no profile): what an upstream re-checks.
+    pub fn check(&self) -> Result<(), HardError> {
         if self.present + self.absent() != self.expected {
             return Err(HardError::AbsencesMismatch {
                 expected: self.expected,
@@ -396,6 +401,11 @@ impl HomeworkItem {
     /// record's key).
     pub fn validate(&self, profile: &Profile) -> Result<(), HardError> {
         profile.class(&self.class)?;
+        self.check()
+    }
+
+    /// The hard rules a record carries by itself (no profile): what an upstream re-checks.
+    pub fn check(&self) -> Result<(), HardError> {
         if self.subject.is_empty() || self.subject.contains('/') {
             return Err(HardError::Invalid {
                 field: "subject",
@@ -464,6 +474,22 @@ impl AfterSchool {
                 enrolled: class.enrolled,
             });
         }
+        self.check_times()
+    }
+
+    /// The hard rules a record carries by itself (no profile; against the enrolment written on
+    /// the record): what an upstream re-checks.
+    pub fn check(&self) -> Result<(), HardError> {
+        if self.participants > self.enrolled {
+            return Err(HardError::ParticipantsOverEnrolled {
+                participants: self.participants,
+                enrolled: self.enrolled,
+            });
+        }
+        self.check_times()
+    }
+
+    fn check_times(&self) -> Result<(), HardError> {
         if self.end <= self.start {
             return Err(HardError::EndBeforeStart {
                 start: self.start.to_string(),

@@ -93,8 +93,21 @@ fn main() -> Result<(), Error> {
     let all_days = school_days(TERM_DAYS + 1);
     let (term, next_day) = all_days.split_at(TERM_DAYS);
     let started = Instant::now();
+    let mut tokens = Vec::new();
     let lasts: Vec<(DocId, Vec<u8>)> = {
         let store = DocStore::open(&data.join("store"))?;
+        // Every school enrolled, as `city enroll-school` would (before the city starts).
+        let authority = schoolsync_server::auth::Authority::open(&data)?;
+        for plan in &plans {
+            let (_, file) = authority.issue(
+                &store,
+                schoolsync_protocol::auth::Role::School,
+                Some(plan.id.parse()?),
+                Some(plan.county.parse()?),
+                0,
+            )?;
+            tokens.push(file.token);
+        }
         let halves = plans.split_at(plans.len() / 2);
         let store = &store;
         std::thread::scope(|scope| -> Result<Vec<(DocId, Vec<u8>)>, Error> {
@@ -172,7 +185,8 @@ fn main() -> Result<(), Error> {
     // 1. Every school asks "anything new?" with a digest the city does not have: the city answers
     //    each with its index for the school, from the index alone.
     let t = Instant::now();
-    for plan in &plans {
+    for (plan, token) in plans.iter().zip(&tokens) {
+        let upstream = upstream.clone().with_credential(token);
         let request = SyncRequest {
             schools: vec![SchoolSync {
                 school: plan.id.parse()?,
@@ -191,7 +205,8 @@ fn main() -> Result<(), Error> {
     // 2. Every school pushes a new school day (one change on its current month).
     let t = Instant::now();
     let mut rng = Rng::new(99);
-    for ((id, saved), plan) in lasts.iter().zip(&plans) {
+    for (((id, saved), plan), token) in lasts.iter().zip(&plans).zip(&tokens) {
+        let upstream = upstream.clone().with_credential(token);
         let mut doc = AutoCommit::load(saved)?.with_actor(ActorId::random());
         let before = doc.get_heads();
         for record in day_records(plan, next_day[0], &mut rng) {

@@ -149,6 +149,29 @@ fn main() -> Result<(), Error> {
     let relay_listen = format!("127.0.0.1:{relay_port}");
     let city_url = format!("https://127.0.0.1:{city_port}");
     let ca_path = certs.ca_cert.to_string_lossy().into_owned();
+    // Enrol the relay and the school before the city starts (the admin commands' direct path).
+    let (relay_credential, school_token) = {
+        let data = dir.path().join("city");
+        let store = DocStore::open(&data.join("store"))?;
+        let authority = schoolsync_server::auth::Authority::open(&data)?;
+        let (claims, relay) = authority.issue(
+            &store,
+            schoolsync_protocol::auth::Role::Relay,
+            None,
+            Some("130821".parse()?),
+            0,
+        )?;
+        let path = dir.path().join("relay.credential");
+        std::fs::write(&path, relay.to_text(&claims))?;
+        let (_, school) = authority.issue(
+            &store,
+            schoolsync_protocol::auth::Role::School,
+            Some(SCHOOL.parse()?),
+            Some("130821".parse()?),
+            0,
+        )?;
+        (path.to_string_lossy().into_owned(), school.token)
+    };
     let city = start(
         &[
             "city",
@@ -172,6 +195,8 @@ fn main() -> Result<(), Error> {
             &city_url,
             "--ca",
             &ca_path,
+            "--credential",
+            &relay_credential,
             "--listen",
             &relay_listen,
             "--data-dir",
@@ -246,8 +271,9 @@ fn main() -> Result<(), Error> {
         ([127, 0, 0, 1], relay_port).into(),
         proxy::Faults::default(),
     );
-    let via_proxy = Upstream::new(&format!("https://{}", proxy.addr()), Some(&ca))?;
-    let city_direct = Upstream::new(&city_url, Some(&ca))?;
+    let via_proxy = Upstream::new(&format!("https://{}", proxy.addr()), Some(&ca))?
+        .with_credential(&school_token);
+    let city_direct = Upstream::new(&city_url, Some(&ca))?.with_credential(&school_token);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -315,7 +341,8 @@ fn main() -> Result<(), Error> {
         idle.bytes_up,
         idle.bytes_down,
     );
-    let fresh = Upstream::new(&format!("https://{}", proxy.addr()), Some(&ca))?;
+    let fresh = Upstream::new(&format!("https://{}", proxy.addr()), Some(&ca))?
+        .with_credential(&school_token);
     let (_, up, down) = measured(&fresh)?;
     println!(
         "the same on a new connection (TLS 1.3 handshake included): {up} B up / {down} B down"

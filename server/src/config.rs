@@ -16,6 +16,7 @@ use serde::Deserialize;
 /// county = "130821"
 /// upstream = "https://city.example:8443"
 /// ca = "/etc/schoolsync/ca.pem"
+/// credential = "/etc/schoolsync/relay-130821.credential"
 /// ```
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -35,6 +36,8 @@ pub struct FileConfig {
     /// Relay: CA certificate that signed the city's certificate. Default: `ca.pem` beside the
     /// server certificate.
     pub ca: Option<PathBuf>,
+    /// Relay: its credential file (from `city enroll-relay`). Required for a relay.
+    pub credential: Option<PathBuf>,
     /// Relay: how often to check in with the city when idle, ms. Default 30000.
     pub forward_interval_ms: Option<u64>,
 }

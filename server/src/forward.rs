@@ -9,6 +9,7 @@ use std::time::Duration;
 use schoolsync_store::replica::{link_key, Replica};
 use schoolsync_store::upstream::{LinkError, Upstream, ROUNDS_MAX};
 
+use crate::auth::Gate;
 use crate::node::Node;
 
 /// How often the relay checks in with the city when nothing happens downstream.
@@ -30,6 +31,7 @@ pub struct ForwardStatus {
 /// Forwards until the shutdown watch flips.
 pub async fn run(
     node: Arc<Node>,
+    gate: Arc<Gate>,
     upstream: Upstream,
     committed: Arc<tokio::sync::Notify>,
     status: Arc<std::sync::Mutex<ForwardStatus>>,
@@ -58,6 +60,7 @@ pub async fn run(
         if *shutdown.borrow() {
             return;
         }
+        refresh_trust(&node, &gate, &upstream).await;
         match forward_once(&node, &upstream).await {
             Ok(rounds) => {
                 backoff_ms = 0;
@@ -76,6 +79,41 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Fetches the city's revocation list and applies it here (and keeps it on disk for restarts
+/// while the city is unreachable). Failures keep the last known list.
+pub async fn refresh_trust(node: &Arc<Node>, gate: &Arc<Gate>, upstream: &Upstream) {
+    let trust = match upstream.fetch_trust().await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not fetch the revocation list");
+            return;
+        }
+    };
+    if trust.city_key != gate.trust().city_key {
+        tracing::error!(
+            "the city presented another signing key than this relay's credential names; ignored"
+        );
+        return;
+    }
+    if trust == gate.trust() {
+        return;
+    }
+    let n = node.clone();
+    let text = serde_json::to_string(&trust).unwrap_or_default();
+    let stored = tokio::task::spawn_blocking(move || {
+        n.store.write_raw(vec![schoolsync_store::DocStore::meta_op(
+            "auth/trust",
+            &text,
+        )])
+    })
+    .await;
+    if !matches!(stored, Ok(Ok(()))) {
+        tracing::warn!("could not store the revocation list; applying it in memory");
+    }
+    tracing::info!(revoked = trust.revoked.len(), "revocation list updated");
+    gate.set_trust(trust);
 }
 
 fn now_ms() -> i64 {

@@ -3,9 +3,12 @@
 //! Reading order: [`node`] (store, document cache, the upstream side of sync) → [`api`] (HTTP
 //! endpoints) → [`http`] (TLS accept loop, limits, graceful shutdown) → [`forward`] (a relay's
 //! push/pull towards the city) → [`config`] (flags and config file) → `main.rs`.
-//! [`certs`] makes a trial CA; [`tls`] loads certificates.
+//! [`auth`] verifies credentials and holds the city's signing authority; [`admin`] is the
+//! operator's enrolment commands. [`certs`] makes a trial CA; [`tls`] loads certificates.
 
+pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod certs;
 pub mod config;
 pub mod forward;
@@ -22,8 +25,10 @@ use schoolsync_store::DocStore;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::auth::{Authority, AuthorityError, Gate};
 use crate::forward::ForwardStatus;
 use crate::node::{Node, Role};
+use schoolsync_protocol::auth::{CredentialFile, Trust};
 
 /// Everything a node needs to start, validated.
 pub struct Settings {
@@ -33,6 +38,11 @@ pub struct Settings {
     /// The city, for a relay.
     pub upstream: Option<Upstream>,
     pub forward_interval_ms: u64,
+    /// A relay's own credential (its token towards the city, and the city key it verifies its
+    /// schools with). Required for a relay; the city makes its own key.
+    pub credential: Option<CredentialFile>,
+    /// How long a request body may take to arrive. Default [`api::BODY_TIMEOUT_MS`].
+    pub body_timeout_ms: u64,
 }
 
 /// A started node; [`Running::stop`] shuts it down gracefully.
@@ -40,6 +50,9 @@ pub struct Running {
     pub addr: SocketAddr,
     pub node: Arc<Node>,
     pub forward_status: Arc<std::sync::Mutex<ForwardStatus>>,
+    pub gate: Arc<Gate>,
+    /// The city's authority (`None` on a relay).
+    pub authority: Option<Arc<Authority>>,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -53,6 +66,17 @@ pub enum StartError {
     },
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
+    #[error(transparent)]
+    Authority(#[from] AuthorityError),
+    #[error("a relay needs its credential (enroll-relay at the city makes one)")]
+    NoCredential,
+}
+
+/// Milliseconds since the Unix epoch, from the system clock (servers' only clock reading).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Opens the store and serves on `listener` (already bound: tests use `127.0.0.1:0`).
@@ -62,6 +86,32 @@ pub async fn start(settings: Settings, listener: TcpListener) -> Result<Running,
         path: store_dir.display().to_string(),
         source,
     })?;
+    let (gate, authority) = match &settings.role {
+        Role::City => {
+            let authority = Authority::open(&settings.data_dir)?;
+            authority.ensure_admin(&store, &settings.data_dir, now_ms())?;
+            let trust = authority.trust(&store)?;
+            (Gate::new(None, trust), Some(Arc::new(authority)))
+        }
+        Role::Relay { county } => {
+            let own = settings
+                .credential
+                .as_ref()
+                .ok_or(StartError::NoCredential)?;
+            let trust = match auth::stored_trust(&store).map_err(|source| StartError::Store {
+                path: store_dir.display().to_string(),
+                source,
+            })? {
+                Some(t) if t.city_key == own.city_key => t,
+                _ => Trust {
+                    city_key: own.city_key.clone(),
+                    revoked: Default::default(),
+                },
+            };
+            (Gate::new(Some(county.clone()), trust), None)
+        }
+    };
+    let gate = Arc::new(gate);
     let node = Arc::new(Node::new(settings.role.clone(), store));
     let committed = Arc::new(tokio::sync::Notify::new());
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
@@ -70,6 +120,9 @@ pub async fn start(settings: Settings, listener: TcpListener) -> Result<Running,
     let app = api::router(api::AppState {
         node: node.clone(),
         committed: committed.clone(),
+        gate: gate.clone(),
+        authority: authority.clone(),
+        body_timeout_ms: settings.body_timeout_ms,
     });
     let mut tasks = Vec::new();
     let mut rx = shutdown_rx.clone();
@@ -82,8 +135,13 @@ pub async fn start(settings: Settings, listener: TcpListener) -> Result<Running,
         },
     )));
     if let Some(upstream) = settings.upstream {
+        let upstream = match &settings.credential {
+            Some(c) => upstream.with_credential(&c.token),
+            None => upstream,
+        };
         tasks.push(tokio::spawn(forward::run(
             node.clone(),
+            gate.clone(),
             upstream,
             committed,
             forward_status.clone(),
@@ -96,6 +154,8 @@ pub async fn start(settings: Settings, listener: TcpListener) -> Result<Running,
         addr,
         node,
         forward_status,
+        gate,
+        authority,
         shutdown,
         tasks,
     })

@@ -5,7 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
 use clap::{Args, Parser, Subcommand};
+use schoolsync_protocol::auth::{CredentialFile, Role as CredRole};
 use schoolsync_protocol::ids::CountyTable;
+use schoolsync_server::admin::{self, Action, Outcome};
+use schoolsync_server::api::IssueRequest;
 use schoolsync_server::config::FileConfig;
 use schoolsync_server::node::Role;
 use schoolsync_server::{forward, Settings};
@@ -24,9 +27,15 @@ Examples:
   schoolsync-server certs --out certs --hosts city.example,10.0.0.5
   schoolsync-server city --listen 0.0.0.0:8443 --data-dir /var/lib/schoolsync \\
       --tls-cert certs/server.pem --tls-key certs/server.key
+  schoolsync-server city --data-dir /var/lib/schoolsync enroll-relay --county 130821
+  schoolsync-server city --data-dir /var/lib/schoolsync enroll-school --school 2113000001 --county 130821
   schoolsync-server relay --county 130821 --upstream https://city.example:8443 --ca certs/ca.pem \\
+      --credential relay-130821-r-xxxx.credential \\
       --listen 0.0.0.0:8443 --data-dir /var/lib/schoolsync-relay \\
       --tls-cert certs/server.pem --tls-key certs/server.key
+
+Every device needs a credential from the city (enroll-school, enroll-relay, issue-viewer); the
+enrolment commands work while the city runs (they go through it) and when it does not.
 
 Logs go to stderr; set the level with --log or RUST_LOG (error, warn, info, debug).
 Ctrl-C or SIGTERM stops the server gracefully."
@@ -44,8 +53,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the city server. 运行市级服务器
-    City(Common),
+    /// Run the city server; with a subcommand, enrol devices or revoke credentials.
+    /// 运行市级服务器；带子命令时办理或吊销设备凭证
+    City {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        admin: Option<Admin>,
+    },
     /// Run a county relay. 运行县区中继
     Relay {
         #[command(flatten)]
@@ -59,6 +74,9 @@ enum Command {
         /// CA certificate (PEM) that signed the city's certificate.
         #[arg(long)]
         ca: Option<PathBuf>,
+        /// This relay's credential file, from `city enroll-relay`.
+        #[arg(long)]
+        credential: Option<PathBuf>,
     },
     /// Make a private CA and a server certificate for a trial deployment. 生成试用证书
     Certs {
@@ -74,17 +92,77 @@ enum Command {
 #[derive(Debug, Args)]
 struct Common {
     /// Address to listen on (default 0.0.0.0:8443).
-    #[arg(long)]
+    #[arg(long, global = true)]
     listen: Option<String>,
     /// Folder for the store.
-    #[arg(long)]
+    #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     /// Server certificate chain (PEM).
-    #[arg(long)]
+    #[arg(long, global = true)]
     tls_cert: Option<PathBuf>,
     /// Server private key (PEM).
-    #[arg(long)]
+    #[arg(long, global = true)]
     tls_key: Option<PathBuf>,
+}
+
+/// The city operator's enrolment commands.
+#[derive(Debug, Subcommand)]
+enum Admin {
+    /// Issue a credential for one school machine. 为学校电脑办理凭证
+    EnrollSchool {
+        /// The school's 10-digit code.
+        #[arg(long)]
+        school: String,
+        /// Its county code.
+        #[arg(long)]
+        county: String,
+        #[command(flatten)]
+        out: AdminOut,
+    },
+    /// Issue a credential for a county relay. 为县区中继办理凭证
+    EnrollRelay {
+        #[arg(long)]
+        county: String,
+        #[command(flatten)]
+        out: AdminOut,
+    },
+    /// Issue a read-only oversight credential: the whole city, or one county. 办理查看凭证
+    IssueViewer {
+        #[arg(long)]
+        county: Option<String>,
+        #[command(flatten)]
+        out: AdminOut,
+    },
+    /// Revoke a credential by its id; relays apply it on their next contact with the city.
+    /// 吊销凭证
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        out: AdminOut,
+    },
+    /// List every credential issued. 列出凭证
+    Credentials {
+        #[command(flatten)]
+        out: AdminOut,
+    },
+}
+
+#[derive(Debug, Args)]
+struct AdminOut {
+    /// Where to write the credential file (default: a name like
+    /// school-2113000001-s-xxxx.credential in the current folder).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The running city's URL (default https://localhost:<port of --listen>).
+    #[arg(long)]
+    url: Option<String>,
+    /// CA certificate of the city's certificate (default: the config's `ca`, or ca.pem beside
+    /// --tls-cert).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Threads for blocking work (document applies, store flushes).
@@ -131,13 +209,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             return Ok(());
         }
-        Command::City(common) => (common, None),
+        Command::City {
+            common,
+            admin: Some(admin),
+        } => return run_admin(&file, common, admin),
+        Command::City {
+            common,
+            admin: None,
+        } => (common, None),
         Command::Relay {
             common,
             county,
             upstream,
             ca,
-        } => (common, Some((county, upstream, ca))),
+            credential,
+        } => (common, Some((county, upstream, ca, credential))),
     };
     let need = |v: Option<PathBuf>, f: Option<PathBuf>, name: &str| {
         v.or(f)
@@ -151,9 +237,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .or(file.listen.clone())
         .unwrap_or_else(|| "0.0.0.0:8443".to_owned());
     let tls = schoolsync_server::tls::server_config(&tls_cert, &tls_key)?;
-    let (role, upstream) = match relay {
-        None => (Role::City, None),
-        Some((county, upstream, ca)) => {
+    let (role, upstream, credential) = match relay {
+        None => (Role::City, None, None),
+        Some((county, upstream, ca, credential)) => {
             let county = county
                 .or(file.county.clone())
                 .context("--county is required for a relay")?;
@@ -168,9 +254,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .unwrap_or_else(|| tls_cert.with_file_name("ca.pem"));
             let pem = std::fs::read(&ca)
                 .with_context(|| format!("cannot read the CA certificate {}", ca.display()))?;
+            let path = credential
+                .or(file.credential.clone())
+                .context("--credential is required for a relay (the city makes it: city enroll-relay --county CODE)")?;
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read the credential {}", path.display()))?;
+            let credential: CredentialFile = toml::from_str(&text)
+                .with_context(|| format!("{} is not a credential file", path.display()))?;
+            let claims = schoolsync_protocol::auth::peek_claims(&credential.token)
+                .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            if claims.role != schoolsync_protocol::auth::Role::Relay
+                || claims.county.as_ref() != Some(&county)
+            {
+                return Err(anyhow!(
+                    "{} is not a credential for the relay of county {county}",
+                    path.display()
+                ));
+            }
             (
                 Role::Relay { county },
                 Some(Upstream::new(&url, Some(&pem))?),
+                Some(credential),
             )
         }
     };
@@ -182,6 +286,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         forward_interval_ms: file
             .forward_interval_ms
             .unwrap_or(forward::FORWARD_INTERVAL_MS),
+        credential,
+        body_timeout_ms: schoolsync_server::api::BODY_TIMEOUT_MS,
     };
     // Document work is serialised by the node's write lock, so a few blocking threads suffice;
     // each extra thread would keep its own allocator arena (memory) for nothing.
@@ -199,4 +305,103 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Runs one enrolment command against the city (through it if it runs, else on its store).
+fn run_admin(file: &FileConfig, common: Common, command: Admin) -> anyhow::Result<()> {
+    let data_dir = common
+        .data_dir
+        .or(file.data_dir.clone())
+        .context("--data-dir is required (flag or config file): the city's data folder")?;
+    let listen = common
+        .listen
+        .or(file.listen.clone())
+        .unwrap_or_else(|| "0.0.0.0:8443".to_owned());
+    let port = listen.rsplit(':').next().unwrap_or("8443").to_owned();
+    let issue = |role, school: Option<String>, county: Option<String>| {
+        Action::Issue(IssueRequest {
+            role,
+            school,
+            county,
+        })
+    };
+    let (action, out) = match command {
+        Admin::EnrollSchool {
+            school,
+            county,
+            out,
+        } => (issue(CredRole::School, Some(school), Some(county)), out),
+        Admin::EnrollRelay { county, out } => (issue(CredRole::Relay, None, Some(county)), out),
+        Admin::IssueViewer { county, out } => (issue(CredRole::Viewer, None, county), out),
+        Admin::Revoke { id, out } => (Action::Revoke(id), out),
+        Admin::Credentials { out } => (Action::List, out),
+    };
+    let ca = out.ca.clone().or(file.ca.clone()).or_else(|| {
+        common
+            .tls_cert
+            .clone()
+            .or(file.tls_cert.clone())
+            .map(|c| c.with_file_name("ca.pem"))
+    });
+    let target = admin::Target {
+        data_dir,
+        url: out
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("https://localhost:{port}")),
+        ca_pem: ca.and_then(|p| std::fs::read(p).ok()),
+    };
+    match admin::run(&target, action)? {
+        Outcome::Issued { claims, file } => {
+            let path = out
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(admin::default_file_name(&claims)));
+            schoolsync_store::secret::write_private(&path, file.as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            if out.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "claims": claims, "file": path.display().to_string() })
+                );
+            } else {
+                println!(
+                    "issued {} ({}) -> {}\nGive this file to the device over a trusted channel; it is its key.\n已生成凭证文件，请通过可靠渠道交给该设备，不要外传。",
+                    claims.id,
+                    schoolsync_server::auth::scope_words(&claims),
+                    path.display()
+                );
+            }
+        }
+        Outcome::Revoked(record) => {
+            if out.json {
+                println!("{}", serde_json::to_string(&record)?);
+            } else {
+                println!(
+                    "revoked {} ({}); relays apply it on their next contact with the city.\n已吊销。",
+                    record.claims.id,
+                    schoolsync_server::auth::scope_words(&record.claims)
+                );
+            }
+        }
+        Outcome::Listed(records) => {
+            if out.json {
+                println!("{}", serde_json::to_string(&records)?);
+            } else {
+                for r in records {
+                    println!(
+                        "{:<20} {:<7} {:<28} issued {}{}",
+                        r.claims.id,
+                        r.claims.role.name(),
+                        schoolsync_server::auth::scope_words(&r.claims),
+                        r.claims.issued_at,
+                        r.revoked_at
+                            .map(|at| format!(", REVOKED {at}"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -5,13 +5,13 @@
 //! request handlers must not commit the same document from two stale copies (the heads index
 //! would then lie). Reads that need no document (digests, "nothing new") use the index only.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
-use schoolsync_protocol::ids::{CountyCode, DocId};
+use schoolsync_protocol::ids::{CountyCode, DocId, DocKind, SchoolId};
 use schoolsync_protocol::sync::{
-    apply_payload, check_limits, digest, reply_for, to_wire, Refusal, SchoolReply, SyncRequest,
-    SyncResponse, WireError, BATCH_BYTES_MAX,
+    apply_payload, check_limits, digest, from_wire, reply_for, to_wire, Refusal, SchoolReply,
+    SyncRequest, SyncResponse, WireError, BATCH_BYTES_MAX,
 };
 use schoolsync_store::{DocStore, LoadedDoc, StoreError};
 
@@ -145,7 +145,15 @@ impl Node {
     /// Serves one downstream round: verify and apply every school's entries, commit durably,
     /// then answer. A school whose entries fail verification is refused whole; others proceed.
     /// Returns the response and whether anything new was committed.
-    pub fn serve_sync(&self, request: &SyncRequest) -> Result<(SyncResponse, usize), NodeError> {
+    ///
+    /// Content is re-checked here too: a school whose changes would leave a record breaking a
+    /// hard rule, or a profile naming another school or county than `counties` has on record for
+    /// it, is refused with the reason (the school's `status` shows it); nothing of it is stored.
+    pub fn serve_sync(
+        &self,
+        request: &SyncRequest,
+        counties: &BTreeMap<SchoolId, CountyCode>,
+    ) -> Result<(SyncResponse, usize), NodeError> {
         let mut response = SyncResponse::default();
         let mut new_changes = 0;
         let mut budget = BATCH_BYTES_MAX;
@@ -169,6 +177,7 @@ impl Node {
                         }
                         Err(e) => return Err(e.into()),
                     };
+                    let before = doc.doc.get_heads();
                     match apply_payload(
                         &entry.doc,
                         &mut doc.doc,
@@ -176,6 +185,20 @@ impl Node {
                         entry.snapshot.as_deref(),
                     ) {
                         Ok(applied) => {
+                            if let Err(bad) = content_check(
+                                &entry.doc,
+                                &mut doc.doc,
+                                &before,
+                                &entry.heads,
+                                counties.get(&school.school),
+                            ) {
+                                tracing::warn!(doc = %entry.doc, reason = %bad, "refused content");
+                                refusal = Some(Refusal {
+                                    code: "record_invalid".to_owned(),
+                                    message: format!("{}: {bad}", entry.doc),
+                                });
+                                break;
+                            }
                             new_changes += applied.new_changes;
                             if let (false, Some(bytes), true) =
                                 (doc.exists(), &entry.snapshot, entry.changes.is_empty())
@@ -284,6 +307,44 @@ impl Node {
     /// Checks a decoded request against the wire limits.
     pub fn check(&self, request: &SyncRequest) -> Result<(), WireError> {
         check_limits(request)
+    }
+}
+
+/// The upstream re-check of one document's incoming changes (see [`Node::serve_sync`]).
+fn content_check(
+    id: &DocId,
+    doc: &mut automerge::AutoCommit,
+    before: &[automerge::ChangeHash],
+    sender_heads: &[schoolsync_protocol::sync::Hash],
+    county: Option<&CountyCode>,
+) -> Result<(), String> {
+    let sender: Vec<automerge::ChangeHash> = from_wire(sender_heads)
+        .into_iter()
+        .filter(|h| doc.get_change_by_hash(h).is_some())
+        .collect();
+    match id.kind {
+        DocKind::Records(_) => schoolsync_protocol::doc::check_incoming(doc, before, &sender)
+            .map_err(|bad| bad.to_string()),
+        DocKind::Profile => {
+            if doc.get_heads() == before {
+                return Ok(());
+            }
+            let profile = schoolsync_protocol::doc::read_profile(doc)
+                .map_err(|e| format!("the profile is not readable ({e})"))?;
+            if !profile.school.is_empty() && profile.school != id.school.as_str() {
+                return Err(format!("the profile names school {}", profile.school));
+            }
+            let named = schoolsync_protocol::ids::CountyTable::default().parse(&profile.county);
+            match county {
+                Some(c) if !profile.county.is_empty() && named.as_ref().ok() != Some(c) => {
+                    Err(format!(
+                        "the profile names county {}, but the school is enrolled in {c}",
+                        profile.county
+                    ))
+                }
+                _ => Ok(()),
+            }
+        }
     }
 }
 

@@ -313,15 +313,28 @@ async fn start_servers(
             tls: tls.clone(),
             upstream: None,
             forward_interval_ms,
+            credential: None,
+            body_timeout_ms: schoolsync_server::api::BODY_TIMEOUT_MS,
         },
         listener,
     )
     .await?;
+    let authority = city
+        .authority
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("the city has no authority"))?;
     let city_url = format!("https://{}", city.addr);
     let mut relays = Vec::new();
     for county in COUNTIES {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let upstream = schoolsync_store::upstream::Upstream::new(&city_url, Some(&ca))?;
+        let (_, credential) = authority.issue(
+            &city.node.store,
+            schoolsync_protocol::auth::Role::Relay,
+            None,
+            Some(county.parse()?),
+            now_ms(),
+        )?;
         relays.push(
             schoolsync_server::start(
                 Settings {
@@ -332,6 +345,8 @@ async fn start_servers(
                     tls: tls.clone(),
                     upstream: Some(upstream),
                     forward_interval_ms,
+                    credential: Some(credential),
+                    body_timeout_ms: schoolsync_server::api::BODY_TIMEOUT_MS,
                 },
                 listener,
             )
@@ -348,6 +363,11 @@ pub async fn run(config: &SimConfig, log: &(dyn Fn(&str) + Sync)) -> anyhow::Res
     let mut rng = Rng::new(config.seed);
     let plans = plan_city(config.days, &mut rng)?;
     let (servers, ca) = start_servers(dir.path(), config.forward_interval_ms).await?;
+    let authority = servers
+        .city
+        .authority
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("the city has no authority"))?;
     let ca_pem = String::from_utf8(ca)?;
     log(&format!(
         "city and {} county relays up; setting up {} schools ...",
@@ -357,9 +377,25 @@ pub async fn run(config: &SimConfig, log: &(dyn Fn(&str) + Sync)) -> anyhow::Res
     let mut schools: Vec<(Arc<Agent>, SchoolPlan)> = Vec::new();
     for plan in &plans {
         let relay = &servers.relays[COUNTIES.iter().position(|c| *c == plan.county).unwrap_or(0)];
+        // Each school machine is enrolled by the city, as in a real deployment.
+        let (claims, credential) = authority.issue(
+            &servers.city.node.store,
+            schoolsync_protocol::auth::Role::School,
+            Some(plan.id.parse()?),
+            Some(plan.county.parse()?),
+            now_ms(),
+        )?;
+        let credential_path = dir.path().join(format!("{}.credential", plan.id));
+        schoolsync_store::secret::write_private(
+            &credential_path,
+            credential.to_text(&claims).as_bytes(),
+        )?;
         let agent = Agent::new(
             DocStore::with_kv(Box::new(MemKv::default())),
-            Config::default(),
+            Config {
+                credential: Some(credential_path),
+                ..Config::default()
+            },
             Actor {
                 clerk: "sim".to_owned(),
                 machine: plan.id.clone(),

@@ -2,12 +2,14 @@
 //!
 //! [`kv`] is the narrow engine trait (get, put, atomic batch, prefix scan, flush) with sled as its
 //! engine; [`docs`] keeps Automerge documents on it as a snapshot plus changes keyed by hash.
+//! [`secret`] writes owner-only files for credentials and keys.
 //! [`replica`] is the disk side of syncing towards an upstream and [`upstream`] its HTTPS side.
 //! The sync logic itself is sans-IO, in `schoolsync_protocol::sync`.
 
 pub mod docs;
 pub mod kv;
 pub mod replica;
+pub mod secret;
 pub mod upstream;
 
 pub use docs::{DocStore, LoadedDoc, StoreError};

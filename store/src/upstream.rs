@@ -79,6 +79,27 @@ impl LinkError {
             (LinkError::Certificate { url, .. }, Lang::Zh) => {
                 format!("无法验证上级服务器（{url}）的证书。请联系县教育局确认证书文件（--ca）。")
             }
+            (LinkError::Refused { code, .. }, Lang::Zh) if code == "credential_missing" => {
+                "本机还没有接入凭证。请向县教育局索取凭证文件，然后运行 schoolsync-agent enroll <文件>。".to_owned()
+            }
+            (LinkError::Refused { code, .. }, Lang::En) if code == "credential_missing" => {
+                "this computer has no credential yet. Ask the county bureau for a credential file, then run schoolsync-agent enroll <file>.".to_owned()
+            }
+            (LinkError::Refused { code, .. }, Lang::Zh) if code == "credential_revoked" => {
+                "本机的接入凭证已被吊销，无法上传。数据仍保存在本机；请联系县教育局重新办理凭证。".to_owned()
+            }
+            (LinkError::Refused { code, .. }, Lang::En) if code == "credential_revoked" => {
+                "this computer's credential has been revoked, so nothing can be sent. Your data stays here; ask the county bureau for a new credential.".to_owned()
+            }
+            (LinkError::Refused { code, .. }, Lang::Zh) if code == "credential_invalid" => {
+                "本机的接入凭证无效（可能已损坏或不属于本系统）。请联系县教育局重新办理。".to_owned()
+            }
+            (LinkError::Refused { code, message, .. }, Lang::Zh) if code == "forbidden" => {
+                format!("上级服务器拒绝：本机凭证无权操作该数据（{message}）。请确认学校代码和所属县区。")
+            }
+            (LinkError::Refused { code, .. }, Lang::Zh) if code == "rate_limited" => {
+                "上级服务器繁忙，请稍后再试；数据已保存在本机。".to_owned()
+            }
             (LinkError::Refused { message, .. }, Lang::Zh) => format!("上级服务器拒绝了请求：{message}"),
             (LinkError::Protocol(_), Lang::Zh) => "上级服务器的程序版本与本机不兼容，请联系县教育局升级。".to_owned(),
             (LinkError::Store(e), Lang::Zh) => format!("本机数据存储出错：{e}"),
@@ -92,6 +113,8 @@ impl LinkError {
 pub struct Upstream {
     pub url: String,
     http: reqwest::Client,
+    /// This device's credential token, sent as `Authorization: Bearer`.
+    credential: Option<String>,
 }
 
 impl Upstream {
@@ -117,6 +140,39 @@ impl Upstream {
         Ok(Upstream {
             url: url.trim_end_matches('/').to_owned(),
             http,
+            credential: None,
+        })
+    }
+
+    /// The same upstream, presenting `token` (this device's credential) on every request.
+    pub fn with_credential(mut self, token: &str) -> Upstream {
+        self.credential = Some(token.trim().to_owned());
+        self
+    }
+
+    fn authorise(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.credential {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Fetches the city's key and revocation list (a relay's view of who may sync).
+    pub async fn fetch_trust(&self) -> Result<schoolsync_protocol::auth::Trust, LinkError> {
+        let url = format!("{}/v1/trust", self.url);
+        let response = self
+            .authorise(self.http.get(&url))
+            .send()
+            .await
+            .map_err(|e| self.classify(e))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| self.classify(e))?;
+        if !status.is_success() {
+            return Err(refusal(status.as_u16(), &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| LinkError::BadData {
+            doc: "trust".to_owned(),
+            reason: e.to_string(),
         })
     }
 
@@ -129,8 +185,7 @@ impl Upstream {
         let sent = body.len();
         let url = format!("{}/v1/sync", self.url);
         let response = self
-            .http
-            .post(&url)
+            .authorise(self.http.post(&url))
             .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
             .body(body)
             .send()
@@ -139,20 +194,7 @@ impl Upstream {
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| self.classify(e))?;
         if !status.is_success() {
-            let parsed: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
-            let field = |k: &str| {
-                parsed
-                    .as_ref()
-                    .and_then(|v| v.get(k))
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            return Err(LinkError::Refused {
-                status: status.as_u16(),
-                code: field("code"),
-                message: field("message"),
-            });
+            return Err(refusal(status.as_u16(), &bytes));
         }
         Ok((sync::decode(&bytes)?, sent, bytes.len()))
     }
@@ -174,6 +216,24 @@ impl Upstream {
                 at_connect: e.is_connect(),
             }
         }
+    }
+}
+
+/// A refusal from its JSON body `{code, message}`.
+fn refusal(status: u16, body: &[u8]) -> LinkError {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let field = |k: &str| {
+        parsed
+            .as_ref()
+            .and_then(|v| v.get(k))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    LinkError::Refused {
+        status,
+        code: field("code"),
+        message: field("message"),
     }
 }
 

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use schoolsync_protocol::auth::{Claims, CredentialFile, Role as Role_};
 use schoolsync_protocol::ids::{CountyTable, DocId};
+use schoolsync_server::auth::Authority;
 use schoolsync_server::node::Role;
 use schoolsync_server::{certs, Running, Settings};
 use schoolsync_store::upstream::Upstream;
@@ -20,6 +22,8 @@ pub struct NodeSlot {
     pub addr: SocketAddr,
     /// The city's URL, for a relay.
     pub upstream: Option<String>,
+    /// A relay's credential, issued by the city.
+    pub credential: Option<CredentialFile>,
     pub running: Option<Running>,
 }
 
@@ -29,6 +33,8 @@ pub struct Cluster {
     pub certs: certs::CertFiles,
     pub city: NodeSlot,
     pub relays: Vec<NodeSlot>,
+    /// How long nodes wait for a request body (short in the bad-input suite).
+    pub body_timeout_ms: u64,
 }
 
 /// How long stories wait for something to converge before failing.
@@ -39,6 +45,11 @@ pub const TEST_FORWARD_INTERVAL_MS: u64 = 300;
 impl Cluster {
     /// A cluster with a running city and no relays.
     pub fn start() -> Cluster {
+        Cluster::start_with_body_timeout(schoolsync_server::api::BODY_TIMEOUT_MS)
+    }
+
+    /// The same, with nodes that give up on a request body after `body_timeout_ms`.
+    pub fn start_with_body_timeout(body_timeout_ms: u64) -> Cluster {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -55,10 +66,12 @@ impl Cluster {
                 data_dir: city_dir,
                 addr: "127.0.0.1:0".parse().unwrap(),
                 upstream: None,
+                credential: None,
                 running: None,
             },
             relays: Vec::new(),
             dir,
+            body_timeout_ms,
         };
         cluster.city.addr = cluster.start_slot(None);
         cluster
@@ -67,6 +80,7 @@ impl Cluster {
     /// Adds and starts a relay for `county`; returns its index.
     pub fn add_relay(&mut self, county: &str) -> usize {
         let county = CountyTable::default().parse(county).unwrap();
+        let (_, credential) = self.issue(Role_::Relay, None, Some(county.as_str()));
         let slot = NodeSlot {
             role: Role::Relay {
                 county: county.clone(),
@@ -77,6 +91,7 @@ impl Cluster {
                 .join(format!("relay-{county}-{}", self.relays.len())),
             addr: "127.0.0.1:0".parse().unwrap(),
             upstream: Some(self.city_url()),
+            credential: Some(credential),
             running: None,
         };
         self.relays.push(slot);
@@ -111,6 +126,8 @@ impl Cluster {
                 .as_ref()
                 .map(|u| Upstream::new(u, Some(&ca)).unwrap()),
             forward_interval_ms: TEST_FORWARD_INTERVAL_MS,
+            credential: slot.credential.clone(),
+            body_timeout_ms: self.body_timeout_ms,
         };
         let addr = slot.addr;
         let running = self.rt.block_on(async move {
@@ -164,7 +181,49 @@ impl Cluster {
         format!("https://{}", self.relays[i].addr)
     }
 
-    /// A school whose agent syncs with `upstreams` (in order), trusting this cluster's CA.
+    /// The city's authority (the city must be running).
+    pub fn authority(&self) -> std::sync::Arc<Authority> {
+        self.city
+            .running
+            .as_ref()
+            .expect("city running")
+            .authority
+            .clone()
+            .expect("the city has an authority")
+    }
+
+    /// Issues a credential at the city, as `enroll-*` would.
+    pub fn issue(
+        &self,
+        role: Role_,
+        school: Option<&str>,
+        county: Option<&str>,
+    ) -> (Claims, CredentialFile) {
+        let city = self.city.running.as_ref().expect("city running");
+        self.authority()
+            .issue(
+                &city.node.store,
+                role,
+                school.map(|s| s.parse().unwrap()),
+                county.map(|c| CountyTable::default().parse(c).unwrap()),
+                schoolsync_server::now_ms(),
+            )
+            .unwrap()
+    }
+
+    /// Writes a credential for `school` of `county` into a file and returns its path.
+    pub fn credential_file(&self, school: &str, county: &str) -> (Claims, PathBuf) {
+        let (claims, file) = self.issue(Role_::School, Some(school), Some(county));
+        let path = self
+            .dir
+            .path()
+            .join(format!("{school}-{}.credential", claims.id));
+        std::fs::write(&path, file.to_text(&claims)).unwrap();
+        (claims, path)
+    }
+
+    /// A school whose agent syncs with `upstreams` (in order), trusting this cluster's CA, with
+    /// a credential the city issued for it.
     pub fn school(
         &self,
         school: &str,
@@ -189,6 +248,10 @@ impl Cluster {
         }
         args.push("--ca");
         args.push(&ca);
+        let (_, credential) = self.credential_file(school, county);
+        let credential = credential.to_str().unwrap().to_owned();
+        args.push("--credential");
+        args.push(&credential);
         s.agent(&args).ok();
         let path = s.file(
             "classes.csv",
