@@ -346,11 +346,12 @@ impl std::fmt::Display for BadRecord {
     }
 }
 
-/// Upstream re-check of incoming changes: every record the changes between `before` and the
-/// document's current heads touched must keep the hard rules a record carries by itself
-/// ([`Attendance::check`] etc.), read **as the sender saw it** (at `sender_heads`). Records left
-/// inconsistent only by merging two machines' concurrent edits are not the sender's doing: those
-/// stay visible as conflicts rather than blocking the school.
+/// Upstream re-check of incoming changes: every record the sender's new changes touched must
+/// keep the hard rules a record carries by itself ([`Attendance::check`] etc.), read **as the
+/// sender saw it** (the document at `sender_heads`), so a rule-breaking write is caught even when
+/// it loses a conflict here. Records left inconsistent only by merging two machines' concurrent
+/// edits are not the sender's doing: those stay visible as conflicts rather than blocking the
+/// school. `before` are this node's heads before the changes were applied.
 pub fn check_incoming(
     doc: &mut AutoCommit,
     before: &[ChangeHash],
@@ -360,8 +361,30 @@ pub fn check_incoming(
     if before == after.as_slice() {
         return Ok(());
     }
+    let mut sorted_sender = sender_heads.to_vec();
+    sorted_sender.sort();
+    let mut sorted_after = after.clone();
+    sorted_after.sort();
+    let mut forked;
+    let (view, from, to): (&mut AutoCommit, Vec<ChangeHash>, Vec<ChangeHash>) =
+        if sender_heads.is_empty() || sorted_sender == sorted_after {
+            (doc, before.to_vec(), after)
+        } else {
+            forked = doc.fork_at(sender_heads).map_err(|e| BadRecord {
+                map: "document",
+                key: String::new(),
+                reason: e.to_string(),
+            })?;
+            // What this node already had of the sender's history.
+            let from = before
+                .iter()
+                .filter(|h| forked.get_change_by_hash(h).is_some())
+                .copied()
+                .collect();
+            (&mut forked, from, sender_heads.to_vec())
+        };
     let mut touched: BTreeMap<&'static str, std::collections::BTreeSet<String>> = BTreeMap::new();
-    for patch in doc.diff(before, &after) {
+    for patch in view.diff(&from, &to) {
         let (map, key) = match (patch.path.first(), patch.path.get(1), &patch.action) {
             (Some((_, automerge::Prop::Map(map))), Some((_, automerge::Prop::Map(key))), _) => {
                 (map.clone(), key.clone())
@@ -377,66 +400,62 @@ pub fn check_incoming(
             touched.entry(name).or_default().insert(key);
         }
     }
-    if touched.is_empty() {
-        return Ok(());
-    }
-    let mut sender_sorted = sender_heads.to_vec();
-    sender_sorted.sort();
-    let mut after_sorted = after.clone();
-    after_sorted.sort();
-    let forked;
-    let view: &AutoCommit = if sender_sorted == after_sorted || sender_heads.is_empty() {
-        doc
-    } else {
-        forked = doc.fork_at(sender_heads).map_err(|e| BadRecord {
-            map: "document",
-            key: String::new(),
-            reason: e.to_string(),
-        })?;
-        &forked
-    };
     for (map, keys) in touched {
         let obj = match view.get(ROOT, map) {
             Ok(Some((Value::Object(ObjType::Map), id))) => id,
             _ => continue,
         };
         for key in keys {
-            let bad = |reason: String| BadRecord {
+            let checked = match map {
+                "attendance" => check_entry::<Attendance>(
+                    view,
+                    &obj,
+                    &key,
+                    |r| (&mut r.date, &mut r.class),
+                    Attendance::check,
+                ),
+                "homework" => check_entry::<HomeworkItem>(
+                    view,
+                    &obj,
+                    &key,
+                    |r| (&mut r.date, &mut r.class),
+                    HomeworkItem::check,
+                ),
+                _ => check_entry::<AfterSchool>(
+                    view,
+                    &obj,
+                    &key,
+                    |r| (&mut r.date, &mut r.class),
+                    AfterSchool::check,
+                ),
+            };
+            checked.map_err(|reason| BadRecord {
                 map,
                 key: key.clone(),
                 reason,
-            };
-            let checked = match map {
-                "attendance" => entry::<Attendance>(view, &obj, &key).map(|r| {
-                    r.map(|mut r| {
-                        crate::schema::fill_from_key(&key, &mut r.date, &mut r.class)
-                            .map_err(|e| e.to_string())?;
-                        r.check().map_err(|e| e.to_string())
-                    })
-                }),
-                "homework" => entry::<HomeworkItem>(view, &obj, &key).map(|r| {
-                    r.map(|mut r| {
-                        crate::schema::fill_from_key(&key, &mut r.date, &mut r.class)
-                            .map_err(|e| e.to_string())?;
-                        r.check().map_err(|e| e.to_string())
-                    })
-                }),
-                _ => entry::<AfterSchool>(view, &obj, &key).map(|r| {
-                    r.map(|mut r| {
-                        crate::schema::fill_from_key(&key, &mut r.date, &mut r.class)
-                            .map_err(|e| e.to_string())?;
-                        r.check().map_err(|e| e.to_string())
-                    })
-                }),
-            };
-            match checked {
-                Ok(None) | Ok(Some(Ok(()))) => {}
-                Ok(Some(Err(reason))) => return Err(bad(reason)),
-                Err(e) => return Err(bad(format!("not a readable record ({e})"))),
-            }
+            })?;
         }
     }
     Ok(())
+}
+
+/// Reads one record (absent is fine) and applies its own hard rules.
+fn check_entry<T: Hydrate>(
+    doc: &AutoCommit,
+    obj: &automerge::ObjId,
+    key: &str,
+    place: impl Fn(&mut T) -> (&mut crate::records::Day, &mut crate::ids::ClassId),
+    check: impl Fn(&T) -> Result<(), crate::HardError>,
+) -> Result<(), String> {
+    let Some(mut record) =
+        entry::<T>(doc, obj, key).map_err(|e| format!("not a readable record ({e})"))?
+    else {
+        return Ok(());
+    };
+    let (date, class) = place(&mut record);
+    crate::schema::fill_from_key(key, date, class)
+        .map_err(|e| format!("not a readable record ({e})"))?;
+    check(&record).map_err(|e| e.to_string())
 }
 
 /// Two or more values written concurrently at one place, none of them lost: Automerge keeps them
@@ -537,6 +556,57 @@ mod tests {
 
     fn record(present: u32) -> Attendance {
         attendance(3, "3-2", present)
+    }
+
+    #[test]
+    fn incoming_records_are_rechecked_as_the_sender_saw_them() {
+        let mut upstream = skeleton(&id(), ActorId::random()).unwrap();
+        let base = upstream.get_heads();
+        // 1. A valid record passes; one whose counts do not add up is named.
+        let mut good = upstream.fork();
+        put_attendance(&mut good, &record(40)).unwrap();
+        commit(&mut good, &meta(), 1);
+        let mut bad = upstream.fork();
+        let mut broken = record(40);
+        broken.present = 60;
+        put_attendance(&mut bad, &broken).unwrap();
+        commit(&mut bad, &meta(), 1);
+        upstream.merge(&mut good).unwrap();
+        let heads = good.get_heads();
+        assert_eq!(check_incoming(&mut upstream, &base, &heads), Ok(()));
+        let before = upstream.get_heads();
+        let mut fresh = skeleton(&id(), ActorId::random()).unwrap();
+        fresh.merge(&mut bad).unwrap();
+        let err = check_incoming(&mut fresh, &base, &bad.get_heads()).unwrap_err();
+        assert_eq!(
+            (err.map, err.key.as_str()),
+            ("attendance", "2026-11-03/3-2")
+        );
+        // Even when the bad write loses the conflict with a good one already here.
+        let mut both = upstream.fork();
+        both.merge(&mut bad).unwrap();
+        let err = check_incoming(&mut both, &before, &bad.get_heads()).unwrap_err();
+        assert_eq!(err.key, "2026-11-03/3-2");
+        // 2. Concurrent edits that only break the rule once merged are not the sender's doing.
+        let mut other = upstream.fork();
+        let mut a = record(40);
+        a.present = 34;
+        a.sick = 6;
+        put_attendance(&mut other, &a).unwrap();
+        commit(&mut other, &meta(), 2);
+        let mut sender = upstream.fork();
+        let mut b = record(40);
+        b.present = 36;
+        b.sick = 4;
+        put_attendance(&mut sender, &b).unwrap();
+        commit(&mut sender, &meta(), 3);
+        upstream.merge(&mut other).unwrap();
+        let before_sender = upstream.get_heads();
+        upstream.merge(&mut sender).unwrap();
+        assert_eq!(
+            check_incoming(&mut upstream, &before_sender, &sender.get_heads()),
+            Ok(())
+        );
     }
 
     #[test]

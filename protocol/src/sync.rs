@@ -53,6 +53,10 @@ pub const MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Documents in one school entry, and schools in one request: a limit on everything.
 pub const DOCS_PER_SCHOOL_MAX: usize = 1024;
 pub const SCHOOLS_PER_REQUEST_MAX: usize = 1024;
+/// Total uncompressed size the snapshots of one request may declare: a first sync of a large
+/// school's term is ~20 MB; a relay's round is paged far below this. Each snapshot is also held
+/// to [`SNAPSHOT_PLAIN_BYTES_MAX`] while it inflates, so a frame that lies is still bounded.
+pub const REQUEST_SNAPSHOT_PLAIN_BYTES_MAX: u64 = 128 * 1024 * 1024;
 
 /// SHA-256 over the sorted `(document, heads)` a peer holds for one school.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -321,6 +325,11 @@ pub fn apply_payload(
             .collect();
         count += fresh.len();
         doc.apply_changes(fresh).map_err(|e| e.to_string())?;
+        // Automerge queues changes whose parents it lacks instead of failing; such a payload
+        // can never be applied as sent, so say so (the caller drops this copy of the document).
+        if !doc.get_missing_deps(&[]).is_empty() {
+            return Err("changes whose dependencies were not sent".to_owned());
+        }
         Ok(count)
     }));
     match result {
@@ -477,6 +486,7 @@ pub fn check_limits(request: &SyncRequest) -> Result<(), WireError> {
         return Err(WireError::Limit("documents per school"));
     }
     let mut schools = BTreeSet::new();
+    let mut declared = 0u64;
     for school in &request.schools {
         if !schools.insert(&school.school) {
             return Err(WireError::Malformed(format!(
@@ -497,9 +507,27 @@ pub fn check_limits(request: &SyncRequest) -> Result<(), WireError> {
                     entry.doc
                 )));
             }
+            if let Some(snapshot) = &entry.snapshot {
+                declared = declared.saturating_add(declared_plain_bytes(snapshot));
+            }
         }
     }
+    if declared > REQUEST_SNAPSHOT_PLAIN_BYTES_MAX {
+        return Err(WireError::Limit("uncompressed snapshot bytes per request"));
+    }
     Ok(())
+}
+
+/// What a snapshot will inflate to, as far as can be known before inflating it: a zstd frame's
+/// declared size (or the per-snapshot cap when it declares none), else its own length.
+fn declared_plain_bytes(snapshot: &[u8]) -> u64 {
+    if !snapshot.starts_with(&ZSTD_MAGIC) {
+        return snapshot.len() as u64;
+    }
+    match zstd::zstd_safe::get_frame_content_size(snapshot) {
+        Ok(Some(n)) => n.min(SNAPSHOT_PLAIN_BYTES_MAX as u64 + 1),
+        _ => SNAPSHOT_PLAIN_BYTES_MAX as u64,
+    }
 }
 
 /// The downstream side's plan for one document in the next round.

@@ -54,7 +54,7 @@ pub struct AppState {
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: std::borrow::Cow<'static, str>,
     pub message: String,
 }
 
@@ -62,7 +62,7 @@ impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
-            code,
+            code: code.into(),
             message: message.into(),
         }
     }
@@ -100,7 +100,7 @@ impl From<AuthError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "code": self.code, "message": self.message });
+        let body = serde_json::json!({ "code": self.code.as_ref(), "message": self.message });
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::TOO_MANY_REQUESTS {
             response
@@ -270,6 +270,23 @@ async fn sync(
     if new_changes > 0 {
         state.committed.notify_one();
     }
+    // Every school refused (a single school's corrupt or rule-breaking data, typically): answer
+    // with the reason as an error, so a plain client sees a 4xx. With some schools accepted the
+    // reply carries per-school refusals instead, so one school cannot hold up a relay's county.
+    if !response.schools.is_empty() && response.schools.iter().all(|s| s.refused.is_some()) {
+        if let Some(refusal) = response.schools.iter().find_map(|s| s.refused.as_ref()) {
+            let status = match refusal.code.as_str() {
+                "record_invalid" => StatusCode::UNPROCESSABLE_ENTITY,
+                "document_damaged" => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return Err(ApiError {
+                status,
+                code: refusal.code.clone().into(),
+                message: refusal.message.clone(),
+            });
+        }
+    }
     tracing::debug!(new_changes, "sync round served");
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], encode(&response)).into_response())
 }
@@ -436,8 +453,7 @@ async fn schools(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
         for (school, documents) in per_school {
             let county = gate
                 .county_of(&node.store, &school)
-                .map_err(|_| ApiError::store())?
-                .or_else(|| gate.county.clone());
+                .map_err(|_| ApiError::store())?;
             if claims.may_read(&school, county.as_ref()) {
                 out.push(serde_json::json!({
                     "school": school, "county": county, "documents": documents,
@@ -464,8 +480,7 @@ async fn school(
     let detail = blocking(move || {
         let county = gate
             .county_of(&node.store, &school)
-            .map_err(|_| ApiError::store())?
-            .or_else(|| gate.county.clone());
+            .map_err(|_| ApiError::store())?;
         if !claims.may_read(&school, county.as_ref()) {
             return Err(AuthError::Forbidden(format!(
                 "read school {school} (credential {} is for {})",

@@ -13,4 +13,5 @@ mod clerk_day;
 mod crash;
 mod import_csv;
 mod proxy;
+mod security;
 mod sync_stories;
