@@ -164,6 +164,7 @@ fn agent_memory() -> Result<(), Box<dyn std::error::Error>> {
             forward_interval_ms: 1000,
             credential: None,
             body_timeout_ms: schoolsync_server::api::BODY_TIMEOUT_MS,
+            relay_client_cert_required: false,
         };
         Ok::<_, Box<dyn std::error::Error>>(schoolsync_server::start(settings, listener).await?)
     })?;

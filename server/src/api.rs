@@ -20,13 +20,14 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use schoolsync_protocol::auth::{AuthError, Claims, Role};
 use schoolsync_protocol::ids::{CountyCode, CountyTable, SchoolId};
 use schoolsync_protocol::sync::{decode, encode, SyncRequest, CONTENT_TYPE};
 use serde::Deserialize;
 
 use crate::auth::{Authority, Gate};
+use crate::http::PeerCertificate;
 use crate::node::Node;
 
 /// Largest request body accepted (compressed): a page is 64 KiB; whole month documents pushed
@@ -48,6 +49,8 @@ pub struct AppState {
     /// The city's signing authority (`None` on a relay).
     pub authority: Option<Arc<Authority>>,
     pub body_timeout_ms: u64,
+    /// Mutual TLS: relays must present a client certificate (the city's `client_ca`).
+    pub relay_client_cert_required: bool,
 }
 
 /// An error answer: status plus `{code, message}`.
@@ -141,6 +144,23 @@ async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok", "role": state.node.role.name(), "county": county }))
 }
 
+/// Holds a relay to its client certificate when the node asks for mutual TLS.
+fn require_relay_certificate(
+    state: &AppState,
+    claims: &Claims,
+    peer: Option<Extension<PeerCertificate>>,
+) -> Result<(), ApiError> {
+    let presented = peer.is_some_and(|Extension(PeerCertificate(p))| p);
+    if claims.role == Role::Relay && state.relay_client_cert_required && !presented {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "client_certificate_required",
+            "this city requires relays to present their client certificate (mutual TLS)",
+        ));
+    }
+    Ok(())
+}
+
 /// The request's verified credential, within its rate.
 fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Claims, ApiError> {
     let token = match headers.get(header::AUTHORIZATION) {
@@ -227,10 +247,12 @@ async fn blocking<T: Send + 'static>(
 
 async fn sync(
     State(state): State<AppState>,
+    peer: Option<Extension<PeerCertificate>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let claims = authenticate(&state, &headers)?;
+    require_relay_certificate(&state, &claims, peer)?;
     if !matches!(claims.role, Role::School | Role::Relay) {
         return Err(AuthError::Forbidden("sync: only schools and relays sync".into()).into());
     }
@@ -291,8 +313,13 @@ async fn sync(
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], encode(&response)).into_response())
 }
 
-async fn trust(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn trust(
+    State(state): State<AppState>,
+    peer: Option<Extension<PeerCertificate>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let claims = authenticate(&state, &headers)?;
+    require_relay_certificate(&state, &claims, peer)?;
     if !matches!(claims.role, Role::Relay | Role::Admin) {
         return Err(AuthError::Forbidden("read the revocation list".into()).into());
     }
@@ -561,6 +588,7 @@ mod tests {
             committed: Arc::new(tokio::sync::Notify::new()),
             authority: Some(Arc::new(authority)),
             body_timeout_ms: 1_000,
+            relay_client_cert_required: false,
         };
         (router(state), file.token, dir)
     }

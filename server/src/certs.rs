@@ -1,12 +1,15 @@
 //! `schoolsync-server certs`: a private CA and a server certificate for a trial deployment.
 //!
-//! Writes `ca.pem` (give it to agents and relays: `--ca`), `ca.key` (keep it offline), and
-//! `server.pem` / `server.key` valid for the given host names and IP addresses plus localhost.
+//! Writes `ca.pem` (give it to agents and relays: `--ca`), `ca.key` (keep it offline),
+//! `server.pem` / `server.key` valid for the given host names and IP addresses plus localhost, and
+//! `relay-client.pem` / `relay-client.key`, a client certificate for relays when the city asks for
+//! mutual TLS (`client_ca`).
 
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +30,9 @@ pub struct CertFiles {
     pub ca_key: PathBuf,
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
+    /// A client certificate for relays (mutual TLS towards the city).
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 fn write(path: PathBuf, text: &str, secret: bool) -> Result<PathBuf, CertError> {
@@ -81,11 +87,24 @@ pub fn generate(out: &Path, hosts: &[String]) -> Result<CertFiles, CertError> {
         .push(DnType::CommonName, "schoolsync server");
     let server_key = KeyPair::generate()?;
     let server_cert = server_params.signed_by(&server_key, &ca)?;
+    let mut client_params = CertificateParams::new(Vec::<String>::new())?;
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "schoolsync relay");
+    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client_key = KeyPair::generate()?;
+    let client_cert = client_params.signed_by(&client_key, &ca)?;
 
     Ok(CertFiles {
         ca_cert: write(out.join("ca.pem"), &ca.pem(), false)?,
         ca_key: write(out.join("ca.key"), &ca_key_pem, true)?,
         server_cert: write(out.join("server.pem"), &server_cert.pem(), false)?,
         server_key: write(out.join("server.key"), &server_key.serialize_pem(), true)?,
+        client_cert: write(out.join("relay-client.pem"), &client_cert.pem(), false)?,
+        client_key: write(
+            out.join("relay-client.key"),
+            &client_key.serialize_pem(),
+            true,
+        )?,
     })
 }

@@ -17,6 +17,11 @@ use serde::Deserialize;
 /// upstream = "https://city.example:8443"
 /// ca = "/etc/schoolsync/ca.pem"
 /// credential = "/etc/schoolsync/relay-130821.credential"
+/// # mutual TLS (optional): the city asks relays for a client certificate ...
+/// client_ca = "/etc/schoolsync/ca.pem"
+/// # ... and each relay presents one
+/// client_cert = "/etc/schoolsync/relay-client.pem"
+/// client_key = "/etc/schoolsync/relay-client.key"
 /// ```
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -38,6 +43,13 @@ pub struct FileConfig {
     pub ca: Option<PathBuf>,
     /// Relay: its credential file (from `city enroll-relay`). Required for a relay.
     pub credential: Option<PathBuf>,
+    /// City: CA whose client certificates relays must present (mutual TLS). Default: none
+    /// (relays are held to their credential only).
+    pub client_ca: Option<PathBuf>,
+    /// Relay: client certificate (PEM) to present to the city, with `client_key`. Default: none.
+    pub client_cert: Option<PathBuf>,
+    /// Relay: the client certificate's private key (PEM).
+    pub client_key: Option<PathBuf>,
     /// Relay: how often to check in with the city when idle, ms. Default 30000.
     pub forward_interval_ms: Option<u64>,
 }

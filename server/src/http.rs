@@ -52,7 +52,7 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(app.clone());
+        let service = app.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
@@ -72,6 +72,15 @@ pub async fn serve(
                     return;
                 }
             };
+            // With mutual TLS configured, a certificate presented here was verified in the
+            // handshake; the handlers hold relays to it.
+            let certificate = PeerCertificate(
+                tls.get_ref()
+                    .1
+                    .peer_certificates()
+                    .is_some_and(|c| !c.is_empty()),
+            );
+            let service = TowerToHyperService::new(service.layer(axum::Extension(certificate)));
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
@@ -88,6 +97,10 @@ pub async fn serve(
         _ = tokio::time::sleep(Duration::from_millis(SHUTDOWN_GRACE_MS)) => tracing::warn!("shutdown grace period over; closing"),
     }
 }
+
+/// Whether the connection's client presented a (verified) certificate.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerCertificate(pub bool);
 
 /// Completes on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {

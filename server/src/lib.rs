@@ -43,6 +43,9 @@ pub struct Settings {
     pub credential: Option<CredentialFile>,
     /// How long a request body may take to arrive. Default [`api::BODY_TIMEOUT_MS`].
     pub body_timeout_ms: u64,
+    /// Mutual TLS: refuse relay credentials on connections without a verified client
+    /// certificate (`tls` must then ask for one: [`tls::server_config_with_clients`]).
+    pub relay_client_cert_required: bool,
 }
 
 /// A started node; [`Running::stop`] shuts it down gracefully.
@@ -123,6 +126,7 @@ pub async fn start(settings: Settings, listener: TcpListener) -> Result<Running,
         gate: gate.clone(),
         authority: authority.clone(),
         body_timeout_ms: settings.body_timeout_ms,
+        relay_client_cert_required: settings.relay_client_cert_required,
     });
     let mut tasks = Vec::new();
     let mut rx = shutdown_rx.clone();

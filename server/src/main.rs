@@ -103,6 +103,15 @@ struct Common {
     /// Server private key (PEM).
     #[arg(long, global = true)]
     tls_key: Option<PathBuf>,
+    /// City: require relays to present a client certificate signed by this CA (mutual TLS).
+    #[arg(long, global = true)]
+    client_ca: Option<PathBuf>,
+    /// Relay: client certificate (PEM) to present to the city (with --client-key).
+    #[arg(long, global = true)]
+    client_cert: Option<PathBuf>,
+    /// Relay: the client certificate's private key (PEM).
+    #[arg(long, global = true)]
+    client_key: Option<PathBuf>,
 }
 
 /// The city operator's enrolment commands.
@@ -207,6 +216,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 files.server_cert.display(),
                 files.server_key.display()
             );
+            println!(
+                "relay client certificate and key (mTLS):    {} {}",
+                files.client_cert.display(),
+                files.client_key.display()
+            );
             return Ok(());
         }
         Command::City {
@@ -236,7 +250,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .listen
         .or(file.listen.clone())
         .unwrap_or_else(|| "0.0.0.0:8443".to_owned());
-    let tls = schoolsync_server::tls::server_config(&tls_cert, &tls_key)?;
+    // Mutual TLS (city only): relays must then present a client certificate from this CA.
+    let client_ca = match relay {
+        None => common.client_ca.clone().or(file.client_ca.clone()),
+        Some(_) => None,
+    };
+    let tls = schoolsync_server::tls::server_config_with_clients(
+        &tls_cert,
+        &tls_key,
+        client_ca.as_deref(),
+    )?;
     let (role, upstream, credential) = match relay {
         None => (Role::City, None, None),
         Some((county, upstream, ca, credential)) => {
@@ -271,9 +294,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     path.display()
                 ));
             }
+            let identity = match (
+                common.client_cert.clone().or(file.client_cert.clone()),
+                common.client_key.clone().or(file.client_key.clone()),
+            ) {
+                (Some(cert), Some(key)) => {
+                    let mut pem = std::fs::read(&cert)
+                        .with_context(|| format!("cannot read {}", cert.display()))?;
+                    pem.extend(
+                        std::fs::read(&key)
+                            .with_context(|| format!("cannot read {}", key.display()))?,
+                    );
+                    Some(pem)
+                }
+                (None, None) => None,
+                _ => return Err(anyhow!("--client-cert and --client-key go together")),
+            };
             (
                 Role::Relay { county },
-                Some(Upstream::new(&url, Some(&pem))?),
+                Some(Upstream::with_identity(
+                    &url,
+                    Some(&pem),
+                    identity.as_deref(),
+                )?),
                 Some(credential),
             )
         }
@@ -288,6 +331,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .unwrap_or(forward::FORWARD_INTERVAL_MS),
         credential,
         body_timeout_ms: schoolsync_server::api::BODY_TIMEOUT_MS,
+        relay_client_cert_required: client_ca.is_some(),
     };
     // Document work is serialised by the node's write lock, so a few blocking threads suffice;
     // each extra thread would keep its own allocator arena (memory) for nothing.

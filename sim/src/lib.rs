@@ -315,6 +315,7 @@ async fn start_servers(
             forward_interval_ms,
             credential: None,
             body_timeout_ms: schoolsync_server::api::BODY_TIMEOUT_MS,
+            relay_client_cert_required: false,
         },
         listener,
     )
@@ -347,6 +348,7 @@ async fn start_servers(
                     forward_interval_ms,
                     credential: Some(credential),
                     body_timeout_ms: schoolsync_server::api::BODY_TIMEOUT_MS,
+                    relay_client_cert_required: false,
                 },
                 listener,
             )

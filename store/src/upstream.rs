@@ -121,6 +121,16 @@ impl Upstream {
     /// A client trusting only `ca_pem` (the deployment's private CA); `None` trusts nothing, so
     /// every HTTPS connection fails verification (useful only against a missing CA).
     pub fn new(url: &str, ca_pem: Option<&[u8]>) -> Result<Upstream, LinkError> {
+        Upstream::with_identity(url, ca_pem, None)
+    }
+
+    /// The same, presenting a client certificate (PEM: certificate chain then private key) for
+    /// mutual TLS: a relay towards a city that asks for one.
+    pub fn with_identity(
+        url: &str,
+        ca_pem: Option<&[u8]>,
+        identity_pem: Option<&[u8]>,
+    ) -> Result<Upstream, LinkError> {
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
@@ -133,6 +143,11 @@ impl Upstream {
             {
                 builder = builder.add_root_certificate(cert);
             }
+        }
+        if let Some(pem) = identity_pem {
+            builder = builder.identity(
+                reqwest::Identity::from_pem(pem).map_err(|e| LinkError::BadCa(e.to_string()))?,
+            );
         }
         let http = builder
             .build()

@@ -35,6 +35,8 @@ pub struct Cluster {
     pub relays: Vec<NodeSlot>,
     /// How long nodes wait for a request body (short in the bad-input suite).
     pub body_timeout_ms: u64,
+    /// Mutual TLS between relays and the city.
+    pub mtls: bool,
 }
 
 /// How long stories wait for something to converge before failing.
@@ -50,6 +52,15 @@ impl Cluster {
 
     /// The same, with nodes that give up on a request body after `body_timeout_ms`.
     pub fn start_with_body_timeout(body_timeout_ms: u64) -> Cluster {
+        Cluster::start_with(body_timeout_ms, false)
+    }
+
+    /// A cluster whose city requires relays to present a client certificate (mutual TLS).
+    pub fn start_mtls() -> Cluster {
+        Cluster::start_with(schoolsync_server::api::BODY_TIMEOUT_MS, true)
+    }
+
+    fn start_with(body_timeout_ms: u64, mtls: bool) -> Cluster {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -72,6 +83,7 @@ impl Cluster {
             relays: Vec::new(),
             dir,
             body_timeout_ms,
+            mtls,
         };
         cluster.city.addr = cluster.start_slot(None);
         cluster
@@ -109,10 +121,19 @@ impl Cluster {
 
     /// Starts a node on its port (a fresh port the first time).
     fn start_slot(&mut self, relay: Option<usize>) -> SocketAddr {
-        let tls =
-            schoolsync_server::tls::server_config(&self.certs.server_cert, &self.certs.server_key)
-                .unwrap();
+        let city_mtls = self.mtls && relay.is_none();
+        let tls = schoolsync_server::tls::server_config_with_clients(
+            &self.certs.server_cert,
+            &self.certs.server_key,
+            city_mtls.then_some(self.certs.ca_cert.as_path()),
+        )
+        .unwrap();
         let ca = std::fs::read(&self.certs.ca_cert).unwrap();
+        let identity = self.mtls.then(|| {
+            let mut pem = std::fs::read(&self.certs.client_cert).unwrap();
+            pem.extend(std::fs::read(&self.certs.client_key).unwrap());
+            pem
+        });
         let slot = match relay {
             None => &self.city,
             Some(i) => &self.relays[i],
@@ -124,10 +145,11 @@ impl Cluster {
             upstream: slot
                 .upstream
                 .as_ref()
-                .map(|u| Upstream::new(u, Some(&ca)).unwrap()),
+                .map(|u| Upstream::with_identity(u, Some(&ca), identity.as_deref()).unwrap()),
             forward_interval_ms: TEST_FORWARD_INTERVAL_MS,
             credential: slot.credential.clone(),
             body_timeout_ms: self.body_timeout_ms,
+            relay_client_cert_required: city_mtls,
         };
         let addr = slot.addr;
         let running = self.rt.block_on(async move {

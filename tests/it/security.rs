@@ -1238,3 +1238,34 @@ fn rule_breaking_data_from_a_school_is_refused_with_a_reason_it_sees() {
     school.agent(&["sync"]).ok();
     assert_eq!(cluster.attendance_at(None, "2113000001/2026-11"), 1);
 }
+
+#[test]
+fn with_mutual_tls_a_relay_credential_needs_the_relays_certificate() {
+    let mut cluster = Cluster::start_mtls();
+    let relay = cluster.add_relay(X);
+    let (_, school) = cluster.issue(Role::School, Some(A), Some(X));
+    // 1. A school syncs through its relay; the relay presents its client certificate to the city.
+    let answer = sync_call(
+        &cluster,
+        &cluster.relay_url(relay),
+        &school.token,
+        &push(A, true),
+    );
+    assert_eq!(answer.status, 200, "{:?}", answer.json);
+    cluster.wait_until("the city holds school A", || {
+        cluster.attendance_at(None, "2113000001/2026-11") == 1
+    });
+    // 2. The relay's credential alone (stolen, used without the certificate) is refused.
+    let relay_token = cluster.relays[relay].credential.clone().unwrap().token;
+    let city = cluster.city.running.as_ref().unwrap();
+    let before = all_docs(city);
+    let answer = sync_call(&cluster, &cluster.city_url(), &relay_token, &push(A, true));
+    assert_eq!(
+        (answer.status, answer.code()),
+        (403, "client_certificate_required")
+    );
+    assert_eq!(all_docs(city), before);
+    // 3. Schools have no certificate and need none.
+    let answer = sync_call(&cluster, &cluster.city_url(), &school.token, &pull(A));
+    assert_eq!(answer.status, 200, "{:?}", answer.json);
+}
