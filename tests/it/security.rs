@@ -1152,7 +1152,16 @@ fn a_revoked_school_is_refused_at_the_relay_and_the_city() {
         .json();
     let text = status.to_string();
     assert!(text.contains("revoked"), "{text}");
-    // 5. The revocation survives a relay restart while the city is down.
+    // 5. A new credential for this PC: a file made for another school is refused, the right one
+    //    is installed with `enroll` and sync works again.
+    let (_, other) = cluster.credential_file(B, X);
+    let wrong = school.agent(&["enroll", other.to_str().unwrap()]);
+    assert_eq!(wrong.code, 7, "{wrong:?}");
+    let (_, renewed) = cluster.credential_file(A, X);
+    school.agent(&["enroll", renewed.to_str().unwrap()]).ok();
+    assert!(!schoolsync_store::secret::readable_by_others(&kept).unwrap());
+    school.agent(&["sync"]).ok();
+    // 6. The revocation survives a relay restart while the city is down.
     cluster.stop_city();
     cluster.stop_relay(relay);
     cluster.restart_relay(relay);
@@ -1161,7 +1170,7 @@ fn a_revoked_school_is_refused_at_the_relay_and_the_city() {
         (refused.status, refused.code()),
         (401, "credential_revoked")
     );
-    // 6. With the city stopped, the operator's commands open its store directly.
+    // 7. With the city stopped, the operator's commands open its store directly.
     let listed =
         schoolsync_server::admin::run(&target, schoolsync_server::admin::Action::List).unwrap();
     match listed {
