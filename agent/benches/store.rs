@@ -165,6 +165,7 @@ fn agent_memory() -> Result<(), Box<dyn std::error::Error>> {
             credential: None,
             body_timeout_ms: schoolsync_server::api::BODY_TIMEOUT_MS,
             relay_client_cert_required: false,
+            oversight: Default::default(),
         };
         Ok::<_, Box<dyn std::error::Error>>(schoolsync_server::start(settings, listener).await?)
     })?;

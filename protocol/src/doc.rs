@@ -383,23 +383,7 @@ pub fn check_incoming(
                 .collect();
             (&mut forked, from, sender_heads.to_vec())
         };
-    let mut touched: BTreeMap<&'static str, std::collections::BTreeSet<String>> = BTreeMap::new();
-    for patch in view.diff(&from, &to) {
-        let (map, key) = match (patch.path.first(), patch.path.get(1), &patch.action) {
-            (Some((_, automerge::Prop::Map(map))), Some((_, automerge::Prop::Map(key))), _) => {
-                (map.clone(), key.clone())
-            }
-            (
-                Some((_, automerge::Prop::Map(map))),
-                None,
-                automerge::PatchAction::PutMap { key, .. },
-            ) => (map.clone(), key.clone()),
-            _ => continue,
-        };
-        if let Some(name) = RECORD_MAPS.iter().find(|m| **m == map) {
-            touched.entry(name).or_default().insert(key);
-        }
-    }
+    let touched = touched_keys(view, &from, &to, &RECORD_MAPS);
     for (map, keys) in touched {
         let obj = match view.get(ROOT, map) {
             Ok(Some((Value::Object(ObjType::Map), id))) => id,
@@ -437,6 +421,54 @@ pub fn check_incoming(
         }
     }
     Ok(())
+}
+
+/// The keys of `maps` (top-level maps of a records document) whose visible value changed between
+/// two sets of heads, per map.
+pub fn touched_keys(
+    doc: &mut AutoCommit,
+    from: &[ChangeHash],
+    to: &[ChangeHash],
+    maps: &[&'static str],
+) -> BTreeMap<&'static str, std::collections::BTreeSet<String>> {
+    let mut touched: BTreeMap<&'static str, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for patch in doc.diff(from, to) {
+        let (map, key) = match (patch.path.first(), patch.path.get(1), &patch.action) {
+            (Some((_, automerge::Prop::Map(map))), Some((_, automerge::Prop::Map(key))), _) => {
+                (map.clone(), key.clone())
+            }
+            (
+                Some((_, automerge::Prop::Map(map))),
+                None,
+                automerge::PatchAction::PutMap { key, .. }
+                | automerge::PatchAction::DeleteMap { key },
+            ) => (map.clone(), key.clone()),
+            _ => continue,
+        };
+        if let Some(name) = maps.iter().find(|m| **m == map) {
+            touched.entry(name).or_default().insert(key);
+        }
+    }
+    touched
+}
+
+/// The class-days (`date/class` keys) whose records or findings changed between two sets of
+/// heads: what an aggregate kept per class-day must recompute.
+pub fn touched_class_days(
+    doc: &mut AutoCommit,
+    from: &[ChangeHash],
+    to: &[ChangeHash],
+) -> std::collections::BTreeSet<String> {
+    touched_keys(
+        doc,
+        from,
+        to,
+        &["attendance", "homework", "afterschool", "findings"],
+    )
+    .into_values()
+    .flatten()
+    .map(|key| key.splitn(3, '/').take(2).collect::<Vec<_>>().join("/"))
+    .collect()
 }
 
 /// Reads one record (absent is fine) and applies its own hard rules.

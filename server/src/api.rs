@@ -51,6 +51,9 @@ pub struct AppState {
     pub body_timeout_ms: u64,
     /// Mutual TLS: relays must present a client certificate (the city's `client_ca`).
     pub relay_client_cert_required: bool,
+    /// Woken after a commit: the oversight indexer brings the figures up to date.
+    pub index_signal: Arc<tokio::sync::Notify>,
+    pub oversight: Arc<crate::oversight::http::OversightConfig>,
 }
 
 /// An error answer: status plus `{code, message}`.
@@ -62,7 +65,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             code: code.into(),
@@ -70,7 +77,7 @@ impl ApiError {
         }
     }
 
-    fn internal() -> ApiError {
+    pub(crate) fn internal() -> ApiError {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -78,7 +85,7 @@ impl ApiError {
         )
     }
 
-    fn store() -> ApiError {
+    pub(crate) fn store() -> ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
@@ -86,7 +93,7 @@ impl ApiError {
         )
     }
 
-    fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 }
@@ -123,6 +130,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/revoke", post(admin_revoke))
         .route("/api/v1/schools", get(schools))
         .route("/api/v1/schools/{school}", get(school))
+        .merge(crate::oversight::http::routes())
+        .merge(crate::oversight::dashboard::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -162,20 +171,47 @@ fn require_relay_certificate(
 }
 
 /// The request's verified credential, within its rate.
-fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Claims, ApiError> {
+pub(crate) fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Claims, ApiError> {
+    authenticate_with(state, headers, false)
+}
+
+/// Name of the cookie the dashboard keeps a viewer's token in (HttpOnly, SameSite=Strict).
+pub const TOKEN_COOKIE: &str = "schoolsync_token";
+
+/// The credential from `Authorization: Bearer`, or (reads only: `cookie`) from the dashboard's
+/// cookie.
+pub(crate) fn authenticate_with(
+    state: &AppState,
+    headers: &HeaderMap,
+    cookie: bool,
+) -> Result<Claims, ApiError> {
+    let from_cookie = || {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|c| {
+                c.trim()
+                    .strip_prefix(&format!("{TOKEN_COOKIE}="))
+                    .map(str::to_owned)
+            })
+    };
     let token = match headers.get(header::AUTHORIZATION) {
+        None if cookie => from_cookie(),
         None => None,
         Some(value) => Some(
             value
                 .to_str()
                 .ok()
                 .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::to_owned)
                 .ok_or(AuthError::Invalid(
                     "the Authorization header is not \"Bearer <token>\"",
                 ))?,
         ),
     };
-    let claims = state.gate.verify(token)?;
+    let claims = state.gate.verify(token.as_deref())?;
     if !state.gate.admit(&claims, Instant::now()) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -237,7 +273,7 @@ async fn read_body(state: &AppState, body: Body, limit: usize) -> Result<Bytes, 
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -291,6 +327,7 @@ async fn sync(
     .await?;
     if new_changes > 0 {
         state.committed.notify_one();
+        state.index_signal.notify_one();
     }
     // Every school refused (a single school's corrupt or rule-breaking data, typically): answer
     // with the reason as an error, so a plain client sees a 4xx. With some schools accepted the
@@ -589,6 +626,8 @@ mod tests {
             authority: Some(Arc::new(authority)),
             body_timeout_ms: 1_000,
             relay_client_cert_required: false,
+            index_signal: Arc::new(tokio::sync::Notify::new()),
+            oversight: Default::default(),
         };
         (router(state), file.token, dir)
     }

@@ -50,6 +50,10 @@ pub struct FileConfig {
     pub client_cert: Option<PathBuf>,
     /// Relay: the client certificate's private key (PEM).
     pub client_key: Option<PathBuf>,
+    /// Oversight: the school calendar (holidays, breaks) and small-cell suppression:
+    /// `[oversight] suppress_below = 5`, `[oversight.calendar] holidays = ["2026-10-01"]`.
+    /// Default: weekdays are school days; nothing suppressed.
+    pub oversight: crate::oversight::http::OversightConfig,
     /// Relay: how often to check in with the city when idle, ms. Default 30000.
     pub forward_interval_ms: Option<u64>,
 }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod forward;
 pub mod http;
 pub mod node;
+pub mod oversight;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -46,6 +47,8 @@ pub struct Settings {
     /// Mutual TLS: refuse relay credentials on connections without a verified client
     /// certificate (`tls` must then ask for one: [`tls::server_config_with_clients`]).
     pub relay_client_cert_required: bool,
+    /// School calendar and small-cell suppression for the oversight figures.
+    pub oversight: oversight::http::OversightConfig,
 }
 
 /// A started node; [`Running::stop`] shuts it down gracefully.
@@ -56,6 +59,10 @@ pub struct Running {
     pub gate: Arc<Gate>,
     /// The city's authority (`None` on a relay).
     pub authority: Option<Arc<Authority>>,
+    /// Counts the oversight indexer's passes (tests wait for a pass after a change).
+    pub indexed: tokio::sync::watch::Receiver<u64>,
+    /// Wakes the oversight indexer.
+    pub index_signal: Arc<tokio::sync::Notify>,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -117,6 +124,8 @@ pub async fn start(settings: Settings, listener: TcpListener) -> Result<Running,
     let gate = Arc::new(gate);
     let node = Arc::new(Node::new(settings.role.clone(), store));
     let committed = Arc::new(tokio::sync::Notify::new());
+    let index_signal = Arc::new(tokio::sync::Notify::new());
+    let (indexed_tx, indexed) = tokio::sync::watch::channel(0u64);
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let addr = listener.local_addr()?;
     let forward_status = Arc::new(std::sync::Mutex::new(ForwardStatus::default()));
@@ -127,6 +136,8 @@ pub async fn start(settings: Settings, listener: TcpListener) -> Result<Running,
         authority: authority.clone(),
         body_timeout_ms: settings.body_timeout_ms,
         relay_client_cert_required: settings.relay_client_cert_required,
+        index_signal: index_signal.clone(),
+        oversight: Arc::new(settings.oversight.clone()),
     });
     let mut tasks = Vec::new();
     let mut rx = shutdown_rx.clone();
@@ -137,6 +148,12 @@ pub async fn start(settings: Settings, listener: TcpListener) -> Result<Running,
         async move {
             let _ = rx.wait_for(|stop| *stop).await;
         },
+    )));
+    tasks.push(tokio::spawn(oversight::indexer::run(
+        node.clone(),
+        index_signal.clone(),
+        Arc::new(indexed_tx),
+        shutdown_rx.clone(),
     )));
     if let Some(upstream) = settings.upstream {
         let upstream = match &settings.credential {
@@ -160,6 +177,8 @@ pub async fn start(settings: Settings, listener: TcpListener) -> Result<Running,
         forward_status,
         gate,
         authority,
+        indexed,
+        index_signal,
         shutdown,
         tasks,
     })

@@ -332,6 +332,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         credential,
         body_timeout_ms: schoolsync_server::api::BODY_TIMEOUT_MS,
         relay_client_cert_required: client_ca.is_some(),
+        oversight: file.oversight.clone(),
     };
     // Document work is serialised by the node's write lock, so a few blocking threads suffice;
     // each extra thread would keep its own allocator arena (memory) for nothing.

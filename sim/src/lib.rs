@@ -316,6 +316,7 @@ async fn start_servers(
             credential: None,
             body_timeout_ms: schoolsync_server::api::BODY_TIMEOUT_MS,
             relay_client_cert_required: false,
+            oversight: Default::default(),
         },
         listener,
     )
@@ -349,6 +350,7 @@ async fn start_servers(
                     credential: Some(credential),
                     body_timeout_ms: schoolsync_server::api::BODY_TIMEOUT_MS,
                     relay_client_cert_required: false,
+                    oversight: Default::default(),
                 },
                 listener,
             )

@@ -150,6 +150,7 @@ impl Cluster {
             credential: slot.credential.clone(),
             body_timeout_ms: self.body_timeout_ms,
             relay_client_cert_required: city_mtls,
+            oversight: Default::default(),
         };
         let addr = slot.addr;
         let running = self.rt.block_on(async move {

@@ -12,6 +12,7 @@ mod city;
 mod clerk_day;
 mod crash;
 mod import_csv;
+mod oversight;
 mod proxy;
 mod security;
 mod sync_stories;

@@ -1,0 +1,343 @@
+//! The oversight API under `/api/v1` (JSON, CSV, XLSX, an NDJSON changes feed, an OpenAPI
+//! description) for other systems, held to the reader's credential scope; access is logged.
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::NaiveDate;
+use schoolsync_protocol::auth::{Claims, Role};
+use schoolsync_protocol::ids::{CountyTable, SchoolId};
+use serde::Deserialize;
+
+use super::calendar::Period;
+use super::indexer::{feed_key, FeedLine};
+use super::query::{self, Level, Summary};
+use crate::api::{authenticate_with, blocking, ApiError, AppState};
+
+/// Feed lines per request at most.
+pub const FEED_LIMIT_MAX: usize = 10_000;
+/// Compliance rows per request at most.
+pub const COMPLIANCE_ROWS_MAX: usize = 5_000;
+
+/// Oversight settings: the school calendar and small-cell suppression.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OversightConfig {
+    pub calendar: super::calendar::Calendar,
+    /// Counts above zero and below this are hidden in rows above the school level (county and
+    /// city figures). Default 0: nothing hidden. A request may ask for a higher threshold.
+    pub suppress_below: u32,
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/summary", get(summary))
+        .route("/api/v1/compliance", get(compliance))
+        .route("/api/v1/export.csv", get(export_csv))
+        .route("/api/v1/export.xlsx", get(export_xlsx))
+        .route("/api/v1/changes", get(changes))
+        .route("/api/v1/openapi.json", get(openapi))
+}
+
+/// Query parameters shared by the summary, compliance and export endpoints.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeQuery {
+    /// `city`, `county`, `school` or `class`; default: the reader's own scope.
+    pub level: Option<String>,
+    /// County code, school id, or `school/class`.
+    pub id: Option<String>,
+    /// `day`, `week`, `month` or `term`; default `week`.
+    pub period: Option<Period>,
+    /// A day in the period; default today.
+    pub date: Option<NaiveDate>,
+    pub suppress_below: Option<u32>,
+    pub lang: Option<String>,
+}
+
+/// The reader's default level: their own scope.
+pub fn default_level(state: &AppState, claims: &Claims) -> Level {
+    match (
+        claims.role,
+        &claims.school,
+        &claims.county,
+        &state.gate.county,
+    ) {
+        (Role::School, Some(s), _, _) => Level::School(s.clone()),
+        (_, _, Some(c), _) => Level::County(c.to_string()),
+        (_, _, None, Some(here)) => Level::County(here.to_string()),
+        _ => Level::City,
+    }
+}
+
+/// Parses the requested level and checks the reader may see it.
+pub fn resolve(state: &AppState, claims: &Claims, q: &ScopeQuery) -> Result<Level, ApiError> {
+    let level = match (q.level.as_deref(), q.id.as_deref()) {
+        (None, _) => default_level(state, claims),
+        (Some("city"), _) => Level::City,
+        (Some("county"), Some(id)) => Level::County(
+            CountyTable::default()
+                .parse(id)
+                .map_err(|e| ApiError::bad("bad_county", e.to_string()))?
+                .to_string(),
+        ),
+        (Some("school"), Some(id)) => {
+            Level::School(id.parse().map_err(|e: schoolsync_protocol::HardError| {
+                ApiError::bad("bad_school", e.to_string())
+            })?)
+        }
+        (Some("class"), Some(id)) => {
+            let (school, class) = id
+                .split_once('/')
+                .ok_or_else(|| ApiError::bad("bad_class", "a class is named school/class"))?;
+            let school: SchoolId =
+                school
+                    .parse()
+                    .map_err(|e: schoolsync_protocol::HardError| {
+                        ApiError::bad("bad_school", e.to_string())
+                    })?;
+            let class: schoolsync_protocol::ids::ClassId =
+                class.parse().map_err(|e: schoolsync_protocol::HardError| {
+                    ApiError::bad("bad_class", e.to_string())
+                })?;
+            Level::Class(school, class.to_string())
+        }
+        (Some(l @ ("county" | "school" | "class")), None) => {
+            return Err(ApiError::bad(
+                "missing_id",
+                format!("level {l} needs an id"),
+            ))
+        }
+        (Some(other), _) => {
+            return Err(ApiError::bad(
+                "bad_level",
+                format!("unknown level {other}: city, county, school or class"),
+            ))
+        }
+    };
+    let allowed = match &level {
+        Level::City => claims.may_read_area(None) && state.gate.county.is_none(),
+        Level::County(c) => {
+            let code = c.parse().ok();
+            claims.may_read_area(code.as_ref())
+                && state
+                    .gate
+                    .county
+                    .as_ref()
+                    .is_none_or(|here| Some(here) == code.as_ref())
+        }
+        Level::School(s) | Level::Class(s, _) => {
+            let county = state
+                .gate
+                .county_of(&state.node.store, s)
+                .map_err(|_| ApiError::store())?;
+            claims.may_read(s, county.as_ref())
+        }
+    };
+    if !allowed {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "this credential ({}) may not read {} {}",
+                crate::auth::scope_words(claims),
+                level.name(),
+                level.id()
+            ),
+        ));
+    }
+    Ok(level)
+}
+
+fn today() -> NaiveDate {
+    chrono::DateTime::from_timestamp_millis(crate::now_ms())
+        .map(|t| t.date_naive())
+        .unwrap_or_default()
+}
+
+/// Computes a summary for a request (shared by the JSON, CSV and XLSX endpoints and the
+/// dashboard).
+pub async fn summary_for(
+    state: &AppState,
+    claims: &Claims,
+    q: &ScopeQuery,
+) -> Result<Summary, ApiError> {
+    let level = resolve(state, claims, q)?;
+    let period = q.period.unwrap_or(Period::Week);
+    let date = q.date.unwrap_or_else(today);
+    let suppress = q
+        .suppress_below
+        .unwrap_or(0)
+        .max(state.oversight.suppress_below);
+    tracing::info!(reader = %claims.id, level = level.name(), id = %level.id(), period = period.name(), %date, "oversight read");
+    let (node, config) = (state.node.clone(), state.oversight.clone());
+    blocking(move || {
+        query::summary(
+            &node.store,
+            &config.calendar,
+            &level,
+            period,
+            date,
+            today(),
+            suppress,
+        )
+        .map_err(|_| ApiError::store())
+    })
+    .await
+}
+
+async fn summary(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<ScopeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let claims = authenticate_with(&state, &headers, true)?;
+    let Query(q) = q.map_err(|e| ApiError::bad("bad_query", e.body_text()))?;
+    Ok(Json(summary_for(&state, &claims, &q).await?).into_response())
+}
+
+async fn compliance(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<ScopeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let claims = authenticate_with(&state, &headers, true)?;
+    let Query(q) = q.map_err(|e| ApiError::bad("bad_query", e.body_text()))?;
+    let level = resolve(&state, &claims, &q)?;
+    let period = q.period.unwrap_or(Period::Week);
+    let date = q.date.unwrap_or_else(today);
+    tracing::info!(reader = %claims.id, level = level.name(), id = %level.id(), "oversight compliance read");
+    let node = state.node.clone();
+    let rows = blocking(move || {
+        query::compliance(&node.store, &level, period, date, COMPLIANCE_ROWS_MAX)
+            .map_err(|_| ApiError::store())
+    })
+    .await?;
+    Ok(Json(rows).into_response())
+}
+
+fn file_name(summary: &Summary, ext: &str) -> String {
+    let id = if summary.row.id.is_empty() {
+        "city".to_owned()
+    } else {
+        summary.row.id.replace('/', "-")
+    };
+    format!(
+        "schoolsync-{}-{id}-{}-{}.{ext}",
+        summary.row.level, summary.period, summary.from
+    )
+}
+
+async fn export_csv(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<ScopeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let claims = authenticate_with(&state, &headers, true)?;
+    let Query(q) = q.map_err(|e| ApiError::bad("bad_query", e.body_text()))?;
+    let summary = summary_for(&state, &claims, &q).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}\"", file_name(&summary, "csv")),
+            ),
+        ],
+        super::export::csv(&summary),
+    )
+        .into_response())
+}
+
+async fn export_xlsx(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<ScopeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let claims = authenticate_with(&state, &headers, true)?;
+    let Query(q) = q.map_err(|e| ApiError::bad("bad_query", e.body_text()))?;
+    let summary = summary_for(&state, &claims, &q).await?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_owned(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}\"", file_name(&summary, "xlsx")),
+            ),
+        ],
+        super::export::xlsx(&summary, "schoolsync"),
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/changes?after=<seq>&limit=<n>`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedQuery {
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+}
+
+/// The changes feed: one JSON object per line, each a class-day whose figures changed, in `seq`
+/// order; resume with `after=<the last seq read>`. A line per class-day within the reader's scope.
+async fn changes(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let claims = authenticate_with(&state, &headers, true)?;
+    let Query(q) = q.map_err(|e| ApiError::bad("bad_query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(1000).clamp(1, FEED_LIMIT_MAX);
+    tracing::info!(reader = %claims.id, after = q.after, "oversight feed read");
+    let (node, gate) = (state.node.clone(), state.gate.clone());
+    let body = blocking(move || {
+        let mut out = Vec::new();
+        let mut n = 0;
+        let from = feed_key(q.after.saturating_add(1));
+        for (k, v) in node
+            .store
+            .scan_raw(b"o/c/")
+            .map_err(|_| ApiError::store())?
+        {
+            if k < from {
+                continue;
+            }
+            let Ok(line) = serde_json::from_slice::<FeedLine>(&v) else {
+                continue;
+            };
+            let Ok(school) = line.school.parse::<SchoolId>() else {
+                continue;
+            };
+            let county = gate
+                .county_of(&node.store, &school)
+                .map_err(|_| ApiError::store())?
+                .or_else(|| line.county.parse().ok());
+            if !claims.may_read(&school, county.as_ref()) {
+                continue;
+            }
+            out.extend_from_slice(&v);
+            out.push(b'\n');
+            n += 1;
+            if n >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// The OpenAPI 3 description of the read API (kept beside the handlers it describes; a test
+/// checks every path here is routed).
+pub const OPENAPI: &str = include_str!("openapi.json");

@@ -1,0 +1,505 @@
+//! Reading the indexed figures: a summary of a city, county, school or class over a period, with
+//! its completeness and its children (the next level down), and the compliance lists. Reads only
+//! the school-day tallies and class-day facts the indexer keeps (never documents).
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use schoolsync_protocol::ids::{CountyTable, SchoolId};
+use schoolsync_store::{DocStore, StoreError};
+use serde::Serialize;
+
+use super::calendar::{Calendar, Period};
+use super::indexer::SchoolDay;
+use super::{Rates, Tally};
+
+/// Where in the hierarchy a summary is taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Level {
+    City,
+    County(String),
+    School(SchoolId),
+    Class(SchoolId, String),
+}
+
+impl Level {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Level::City => "city",
+            Level::County(_) => "county",
+            Level::School(_) => "school",
+            Level::Class(..) => "class",
+        }
+    }
+
+    pub fn id(&self) -> String {
+        match self {
+            Level::City => String::new(),
+            Level::County(c) => c.clone(),
+            Level::School(s) => s.to_string(),
+            Level::Class(s, c) => format!("{s}/{c}"),
+        }
+    }
+}
+
+/// Expected and received school-days (a school-day is received when every class of the school
+/// has its attendance record for the day).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Completeness {
+    pub expected: u32,
+    pub received: u32,
+    /// Days with some records but not every class's attendance.
+    pub partial: u32,
+    pub rate: Option<f64>,
+}
+
+impl Completeness {
+    fn add(&mut self, o: &Completeness) {
+        self.expected += o.expected;
+        self.received += o.received;
+        self.partial += o.partial;
+        self.rate =
+            (self.expected > 0).then(|| f64::from(self.received) / f64::from(self.expected));
+    }
+}
+
+/// One row: a scope's figures over a period.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub level: &'static str,
+    pub id: String,
+    pub name: String,
+    pub tally: Tally,
+    pub rates: Rates,
+    pub completeness: Completeness,
+    /// Fields of `tally` hidden because they counted fewer than the suppression threshold.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suppressed: Vec<&'static str>,
+}
+
+/// A summary: the scope's row and its children's rows.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub period: &'static str,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub school_days: usize,
+    #[serde(flatten)]
+    pub row: Row,
+    pub children: Vec<Row>,
+}
+
+/// A school this node knows: its county and name.
+#[derive(Clone, Debug, Default)]
+pub struct SchoolInfo {
+    pub county: String,
+    pub name: String,
+}
+
+/// Schools known here: enrolled or learned (`auth/school/`), and any with indexed days.
+pub fn schools(store: &DocStore) -> Result<BTreeMap<SchoolId, SchoolInfo>, StoreError> {
+    let mut out: BTreeMap<SchoolId, SchoolInfo> = BTreeMap::new();
+    let prefix = b"m/auth/school/";
+    for (k, v) in store.scan_raw(prefix)? {
+        if let Ok(id) = String::from_utf8_lossy(&k[prefix.len()..]).parse::<SchoolId>() {
+            out.entry(id).or_default().county = String::from_utf8_lossy(&v).into_owned();
+        }
+    }
+    for (k, v) in store.scan_raw(b"o/n/")? {
+        if let Ok(id) = String::from_utf8_lossy(&k[4..]).parse::<SchoolId>() {
+            let info: (String, String) = serde_json::from_slice(&v).unwrap_or_default();
+            let entry = out.entry(id).or_default();
+            if entry.county.is_empty() {
+                entry.county = info.0;
+            }
+            entry.name = info.1;
+        }
+    }
+    Ok(out)
+}
+
+/// School-day tallies from `from` to `to`, per (date, school).
+pub fn days(
+    store: &DocStore,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<BTreeMap<(NaiveDate, SchoolId), SchoolDay>, StoreError> {
+    let mut out = BTreeMap::new();
+    for date in from
+        .iter_days()
+        .take_while(|d| *d <= to)
+        .take(super::calendar::PERIOD_DAYS_MAX as usize)
+    {
+        let prefix = format!("o/d/{date}/");
+        for (k, v) in store.scan_raw(prefix.as_bytes())? {
+            let Ok(school) = String::from_utf8_lossy(&k[prefix.len()..]).parse::<SchoolId>() else {
+                continue;
+            };
+            if let Ok(day) = serde_json::from_slice::<SchoolDay>(&v) {
+                out.insert((date, school), day);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Class-day facts of one school from `from` to `to`, per (date, class).
+pub fn class_facts(
+    store: &DocStore,
+    school: &SchoolId,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<BTreeMap<(NaiveDate, String), Tally>, StoreError> {
+    let prefix = format!("o/f/{school}/");
+    let mut out = BTreeMap::new();
+    for (k, v) in store.scan_raw(prefix.as_bytes())? {
+        let rest = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+        let Some((date, class)) = rest.split_once('/') else {
+            continue;
+        };
+        let Ok(date) = date.parse::<NaiveDate>() else {
+            continue;
+        };
+        if date < from || date > to {
+            continue;
+        }
+        if let Ok(t) = serde_json::from_slice::<Tally>(&v) {
+            out.insert((date, class.to_owned()), t);
+        }
+    }
+    Ok(out)
+}
+
+fn completeness_of(
+    days_expected: &[NaiveDate],
+    tallies: &BTreeMap<NaiveDate, Tally>,
+) -> Completeness {
+    let mut c = Completeness::default();
+    for d in days_expected {
+        c.expected += 1;
+        if let Some(t) = tallies.get(d) {
+            if t.class_days > 0 && t.attendance_class_days >= t.class_days {
+                c.received += 1;
+            } else if t.attendance_class_days + t.homework_class_days + t.afterschool_class_days > 0
+            {
+                c.partial += 1;
+            }
+        }
+    }
+    c.rate = (c.expected > 0).then(|| f64::from(c.received) / f64::from(c.expected));
+    c
+}
+
+/// Hides counts below `threshold` (but above zero) in rows above the school level.
+fn suppress(row: &mut Row, threshold: u32) {
+    if threshold == 0 {
+        return;
+    }
+    macro_rules! hide {
+        ($($f:ident),*) => {$(
+            if row.tally.$f > 0 && row.tally.$f < threshold {
+                row.tally.$f = 0;
+                row.suppressed.push(stringify!($f));
+            }
+        )*};
+    }
+    hide!(
+        sick,
+        cluster_class_days,
+        over_limit_class_days,
+        grade12_written_class_days,
+        forbidden_homework_class_days,
+        ends_early_class_days,
+        new_lesson_class_days
+    );
+    if row.suppressed.contains(&"sick") {
+        row.rates.illness_absence = None;
+    }
+}
+
+/// The summary of `level` over the `period` containing `date`. Only school days up to `today`
+/// are expected; `suppress_below` hides small counts in rows above the school level.
+pub fn summary(
+    store: &DocStore,
+    calendar: &Calendar,
+    level: &Level,
+    period: Period,
+    date: NaiveDate,
+    today: NaiveDate,
+    suppress_below: u32,
+) -> Result<Summary, StoreError> {
+    let (from, to) = period.span(date);
+    let expected_days = calendar.school_days(from, to.min(today));
+    let known = schools(store)?;
+    let all_days = days(store, from, to)?;
+    let counties = CountyTable::default();
+    let in_scope = |school: &SchoolId, county: &str| match level {
+        Level::City => true,
+        Level::County(c) => county == c,
+        Level::School(s) | Level::Class(s, _) => s == school,
+    };
+    // Per school: its tallies by date.
+    let mut per_school: BTreeMap<SchoolId, (SchoolInfo, BTreeMap<NaiveDate, Tally>)> =
+        BTreeMap::new();
+    for (school, info) in &known {
+        if in_scope(school, &info.county) {
+            per_school.insert(school.clone(), (info.clone(), BTreeMap::new()));
+        }
+    }
+    for ((d, school), day) in &all_days {
+        let county = known
+            .get(school)
+            .map_or(day.county.as_str(), |i| i.county.as_str());
+        if !in_scope(school, county) {
+            continue;
+        }
+        let entry = per_school.entry(school.clone()).or_insert_with(|| {
+            (
+                SchoolInfo {
+                    county: day.county.clone(),
+                    name: String::new(),
+                },
+                BTreeMap::new(),
+            )
+        });
+        entry.1.insert(*d, day.tally);
+    }
+    let school_row =
+        |school: &SchoolId, info: &SchoolInfo, tallies: &BTreeMap<NaiveDate, Tally>| {
+            let mut tally = Tally::default();
+            for t in tallies.values() {
+                tally.add(t);
+            }
+            Row {
+                level: "school",
+                id: school.to_string(),
+                name: info.name.clone(),
+                rates: tally.rates(),
+                tally,
+                completeness: completeness_of(&expected_days, tallies),
+                suppressed: Vec::new(),
+            }
+        };
+    let (row, children) = match level {
+        Level::City | Level::County(_) => {
+            let mut total = Row {
+                level: level.name(),
+                id: level.id(),
+                name: match level {
+                    Level::County(c) => c
+                        .parse()
+                        .ok()
+                        .and_then(|c| counties.name(&c).map(str::to_owned))
+                        .unwrap_or_default(),
+                    _ => "承德市".to_owned(),
+                },
+                tally: Tally::default(),
+                rates: Rates::default(),
+                completeness: Completeness::default(),
+                suppressed: Vec::new(),
+            };
+            let mut children: BTreeMap<String, Row> = BTreeMap::new();
+            for (school, (info, tallies)) in &per_school {
+                let r = school_row(school, info, tallies);
+                total.tally.add(&r.tally);
+                total.completeness.add(&r.completeness);
+                if let Level::City = level {
+                    let child = children.entry(info.county.clone()).or_insert_with(|| Row {
+                        level: "county",
+                        id: info.county.clone(),
+                        name: info
+                            .county
+                            .parse()
+                            .ok()
+                            .and_then(|c| counties.name(&c).map(str::to_owned))
+                            .unwrap_or_default(),
+                        tally: Tally::default(),
+                        rates: Rates::default(),
+                        completeness: Completeness::default(),
+                        suppressed: Vec::new(),
+                    });
+                    child.tally.add(&r.tally);
+                    child.completeness.add(&r.completeness);
+                } else {
+                    children.insert(school.to_string(), r);
+                }
+            }
+            total.rates = total.tally.rates();
+            let rows: Vec<Row> = children
+                .into_values()
+                .map(|mut r| {
+                    r.rates = r.tally.rates();
+                    if let Level::City = level {
+                        suppress(&mut r, suppress_below);
+                    }
+                    r
+                })
+                .collect();
+            // Suppression applies above the school level: county rows and the county's or the
+            // city's own totals, never a single school's row.
+            suppress(&mut total, suppress_below);
+            (total, rows)
+        }
+        Level::School(school) | Level::Class(school, _) => {
+            let (info, tallies) = per_school.get(school).cloned().unwrap_or_default();
+            let facts = class_facts(store, school, from, to)?;
+            let mut classes: BTreeMap<String, (Tally, BTreeMap<NaiveDate, Tally>)> =
+                BTreeMap::new();
+            for ((d, class), t) in &facts {
+                let e = classes.entry(class.clone()).or_default();
+                e.0.add(t);
+                e.1.insert(*d, *t);
+            }
+            match level {
+                Level::Class(_, class) => {
+                    let (tally, by_day) = classes.get(class).cloned().unwrap_or_default();
+                    let row = Row {
+                        level: "class",
+                        id: level.id(),
+                        name: class.clone(),
+                        rates: tally.rates(),
+                        tally,
+                        completeness: completeness_of(&expected_days, &by_day),
+                        suppressed: Vec::new(),
+                    };
+                    let children = by_day
+                        .iter()
+                        .map(|(d, t)| Row {
+                            level: "day",
+                            id: d.to_string(),
+                            name: d.to_string(),
+                            rates: t.rates(),
+                            tally: *t,
+                            completeness: completeness_of(std::slice::from_ref(d), &by_day),
+                            suppressed: Vec::new(),
+                        })
+                        .collect();
+                    (row, children)
+                }
+                _ => {
+                    let row = school_row(school, &info, &tallies);
+                    let children = classes
+                        .into_iter()
+                        .map(|(class, (tally, by_day))| Row {
+                            level: "class",
+                            id: format!("{school}/{class}"),
+                            name: class,
+                            rates: tally.rates(),
+                            tally,
+                            completeness: completeness_of(&expected_days, &by_day),
+                            suppressed: Vec::new(),
+                        })
+                        .collect();
+                    (row, children)
+                }
+            }
+        }
+    };
+    Ok(Summary {
+        period: period.name(),
+        from,
+        to,
+        school_days: expected_days.len(),
+        row,
+        children,
+    })
+}
+
+/// One class-day on a compliance list.
+#[derive(Clone, Debug, Serialize)]
+pub struct Flagged {
+    pub school: String,
+    pub name: String,
+    pub county: String,
+    pub date: NaiveDate,
+    pub class: String,
+    /// Finding codes that apply.
+    pub flags: Vec<&'static str>,
+    pub written_minutes: u32,
+    pub afterschool_minutes: u32,
+}
+
+/// Class-days with a policy flag in scope over the period (schools without flags are skipped
+/// from their school-day tallies, so only flagged schools' facts are read).
+pub fn compliance(
+    store: &DocStore,
+    level: &Level,
+    period: Period,
+    date: NaiveDate,
+    limit: usize,
+) -> Result<Vec<Flagged>, StoreError> {
+    let (from, to) = period.span(date);
+    let known = schools(store)?;
+    let mut flagged_schools: BTreeMap<SchoolId, String> = BTreeMap::new();
+    for ((_, school), day) in days(store, from, to)? {
+        let county = known
+            .get(&school)
+            .map_or(day.county.clone(), |i| i.county.clone());
+        let ok = match level {
+            Level::City => true,
+            Level::County(c) => &county == c,
+            Level::School(s) | Level::Class(s, _) => *s == school,
+        };
+        let t = day.tally;
+        let any = t.cluster_class_days
+            + t.over_limit_class_days
+            + t.grade12_written_class_days
+            + t.forbidden_homework_class_days
+            + t.ends_early_class_days
+            + t.new_lesson_class_days
+            + (t.afterschool_class_days - t.full_sessions.min(t.afterschool_class_days));
+        if ok && any > 0 {
+            flagged_schools.insert(school, county);
+        }
+    }
+    let mut out = Vec::new();
+    for (school, county) in flagged_schools {
+        for ((d, class), t) in class_facts(store, &school, from, to)? {
+            if let Level::Class(_, c) = level {
+                if *c != class {
+                    continue;
+                }
+            }
+            let mut flags = Vec::new();
+            let checks = [
+                (t.cluster_class_days > 0, "illness-cluster"),
+                (t.over_limit_class_days > 0, "written-minutes-over-limit"),
+                (
+                    t.grade12_written_class_days > 0,
+                    "written-homework-grade-1-2",
+                ),
+                (t.forbidden_homework_class_days > 0, "homework-forbidden"),
+                (
+                    t.afterschool_class_days > 0 && t.full_sessions == 0,
+                    "afterschool-too-short",
+                ),
+                (t.ends_early_class_days > 0, "afterschool-ends-early"),
+                (t.new_lesson_class_days > 0, "afterschool-new-lesson"),
+            ];
+            for (hit, code) in checks {
+                if hit {
+                    flags.push(code);
+                }
+            }
+            if !flags.is_empty() {
+                out.push(Flagged {
+                    school: school.to_string(),
+                    name: known
+                        .get(&school)
+                        .map(|i| i.name.clone())
+                        .unwrap_or_default(),
+                    county: county.clone(),
+                    date: d,
+                    class,
+                    flags,
+                    written_minutes: t.written_minutes,
+                    afterschool_minutes: t.afterschool_minutes,
+                });
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
