@@ -81,6 +81,12 @@ pub struct SimReport {
     pub bytes_down: usize,
     pub converge_ms: u128,
     pub total_ms: u128,
+    /// The city's oversight figures for the last day, read through its indexed aggregates (the
+    /// same path as the API and dashboard): schools received, participation.
+    pub oversight_received: u32,
+    pub oversight_participation_pct: f64,
+    /// Time for the city's indexer to bring the aggregates up to date once everything arrived.
+    pub index_ms: u128,
 }
 
 /// A seeded generator (splitmix64): the same seed gives the same city.
@@ -521,6 +527,37 @@ pub async fn run(config: &SimConfig, log: &(dyn Fn(&str) + Sync)) -> anyhow::Res
     }
     report.converge_ms = converge_start.elapsed().as_millis();
     city_report(&servers.city, days.last().copied(), &mut report)?;
+    if let Some(last) = days.last().copied() {
+        // The oversight path: let the indexer catch up, then read the city's day from it.
+        let index_start = Instant::now();
+        loop {
+            let node = servers.city.node.clone();
+            let pass = tokio::task::spawn_blocking(move || {
+                schoolsync_server::oversight::indexer::refresh(&node, now_ms())
+            })
+            .await??;
+            if pass.documents == 0 {
+                break;
+            }
+        }
+        report.index_ms = index_start.elapsed().as_millis();
+        let summary = schoolsync_server::oversight::query::summary(
+            &servers.city.node.store,
+            &Default::default(),
+            &schoolsync_server::oversight::query::Level::City,
+            schoolsync_server::oversight::calendar::Period::Day,
+            last,
+            last,
+            0,
+        )?;
+        report.oversight_received = summary.row.completeness.received;
+        report.oversight_participation_pct =
+            100.0 * summary.row.rates.afterschool_participation.unwrap_or(0.0);
+        log(&format!(
+            "oversight (the city's aggregates for {last}): {} of 554 schools received, participation {:.2} %; indexed in {} ms after arrival",
+            report.oversight_received, report.oversight_participation_pct, report.index_ms
+        ));
+    }
     report.total_ms = started.elapsed().as_millis();
     servers.city.stop().await;
     for relay in servers.relays {

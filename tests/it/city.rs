@@ -31,4 +31,10 @@ fn chengde_in_one_day() {
     assert_eq!(report.participants, 372_836);
     assert_eq!(format!("{:.2}", report.participation_pct), "96.67");
     assert_eq!(report.failed_attempts, 0);
+    // The oversight aggregates (what the API and dashboard read) say the same.
+    assert_eq!(report.oversight_received, 554);
+    assert_eq!(
+        format!("{:.2}", report.oversight_participation_pct),
+        "96.67"
+    );
 }
