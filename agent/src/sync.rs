@@ -16,6 +16,7 @@ use schoolsync_store::{DocStore, StoreError};
 use serde::{Deserialize, Serialize};
 
 use schoolsync_protocol::auth::{peek_claims, Claims, CredentialFile, Role};
+use schoolsync_protocol::holdings::{Holdings, Tier};
 use schoolsync_protocol::ids::CountyTable;
 
 use crate::app::{Agent, AppError};
@@ -132,6 +133,23 @@ pub async fn sync_now(
         };
         match result {
             Ok(summary) => {
+                // Tell the upstream what this school holds, when that changed (completeness by
+                // tier). Best effort: the data itself is already there, and a failed report is
+                // sent again after the next change.
+                for to in &upstreams.urls {
+                    let report = report_holdings(agent, to, &upstreams, token.as_deref(), now_ms);
+                    if to == url {
+                        let _ = report.await;
+                    } else {
+                        // Another upstream (the city, past the relay) may be out of reach: a
+                        // clerk's sync does not wait long for it.
+                        let _ = tokio::time::timeout(
+                            Duration::from_millis(HOLDINGS_OTHER_TIMEOUT_MS),
+                            report,
+                        )
+                        .await;
+                    }
+                }
                 status.needs_probe = false;
                 status.last_success_ms = Some(now_ms);
                 status.last_error_zh = None;
@@ -164,6 +182,91 @@ pub async fn sync_now(
         message: last_error.map(|e| e.message(lang)).unwrap_or_default(),
     })
 }
+
+/// What this school holds: per school day of its two latest months, the classes with an
+/// attendance record.
+pub fn holdings(agent: &Agent, now_ms: i64) -> Result<Holdings, AppError> {
+    let school = agent.school()?;
+    let mut months: Vec<_> = agent
+        .store
+        .index(&format!("{school}/"))?
+        .into_iter()
+        .map(|(id, _)| id)
+        .filter(|id| matches!(id.kind, schoolsync_protocol::ids::DocKind::Records(_)))
+        .collect();
+    months.sort_by_key(|id| match id.kind {
+        schoolsync_protocol::ids::DocKind::Records(m) => Some(m),
+        _ => None,
+    });
+    let mut days: std::collections::BTreeMap<chrono::NaiveDate, u32> = Default::default();
+    for id in months.iter().rev().take(2) {
+        let loaded = agent.store.load(id)?;
+        let records = schoolsync_protocol::doc::read_month(&loaded.doc)
+            .map_err(|e| AppError::Store(StoreError::from(e)))?;
+        for r in records.attendance.values() {
+            *days.entry(r.date.0).or_default() += 1;
+        }
+    }
+    let relay_confirmed = match load_upstreams(&agent.store)?.urls.first() {
+        Some(relay) => {
+            Replica::new(&agent.store, &link_key(relay))
+                .unconfirmed(std::slice::from_ref(&school))?
+                == 0
+        }
+        None => false,
+    };
+    Ok(Holdings {
+        school,
+        tier: Tier::School,
+        relay_confirmed,
+        as_of_ms: now_ms,
+        last_change_ms: agent
+            .store
+            .meta("last_change")?
+            .and_then(|t| t.parse().ok()),
+        days,
+    })
+}
+
+/// Sends [`holdings`] to `url` (each upstream, the relay and the city) if this school changed
+/// anything since it last told that upstream.
+async fn report_holdings(
+    agent: &Agent,
+    url: &str,
+    upstreams: &Upstreams,
+    token: Option<&str>,
+    now_ms: i64,
+) -> Result<(), AppError> {
+    let last_change = agent.store.meta("last_change")?.unwrap_or_default();
+    let sent_name = format!("holdings_sent/{}", link_key(url));
+    if agent.store.meta(&sent_name)?.as_deref() == Some(last_change.as_str()) {
+        return Ok(());
+    }
+    let report = holdings(agent, now_ms)?;
+    let mut upstream =
+        Upstream::new(url, upstreams.ca_pem.as_deref().map(str::as_bytes)).map_err(|e| {
+            AppError::SyncFailed {
+                message: e.to_string(),
+            }
+        })?;
+    if let Some(t) = token {
+        upstream = upstream.with_credential(t);
+    }
+    upstream
+        .post_holdings(std::slice::from_ref(&report))
+        .await
+        .map_err(|e| AppError::SyncFailed {
+            message: e.to_string(),
+        })?;
+    agent
+        .store
+        .write_raw(vec![DocStore::meta_op(&sent_name, &last_change)])?;
+    Ok(())
+}
+
+/// How long a sync waits to tell an upstream it did not sync with (the city, when the relay
+/// answered) what the school holds.
+pub const HOLDINGS_OTHER_TIMEOUT_MS: u64 = 3_000;
 
 /// Per-upstream status with unconfirmed change counts.
 pub fn statuses(agent: &Agent) -> Result<Vec<LinkStatus>, AppError> {

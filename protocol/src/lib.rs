@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod doc;
 pub mod error;
+pub mod holdings;
 pub mod ids;
 pub mod lang;
 pub mod records;

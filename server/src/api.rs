@@ -222,7 +222,7 @@ pub(crate) fn authenticate_with(
     Ok(claims)
 }
 
-fn require_content_type(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
+pub(crate) fn require_content_type(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -240,7 +240,11 @@ fn require_content_type(headers: &HeaderMap, expected: &str) -> Result<(), ApiEr
 }
 
 /// Reads a body within `limit` bytes and the state's body timeout.
-async fn read_body(state: &AppState, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(
+    state: &AppState,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     let read = axum::body::to_bytes(body, limit);
     match tokio::time::timeout(Duration::from_millis(state.body_timeout_ms), read).await {
         Err(_) => Err(ApiError::new(

@@ -63,6 +63,7 @@ pub async fn run(
         refresh_trust(&node, &gate, &upstream).await;
         match forward_once(&node, &upstream).await {
             Ok(rounds) => {
+                forward_holdings(&node, &upstream).await;
                 backoff_ms = 0;
                 if let Ok(mut s) = status.lock() {
                     s.last_success_ms = Some(now_ms());
@@ -79,6 +80,32 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Passes on to the city what this relay's schools reported holding, with the relay's own view
+/// of each (completeness by tier). Best effort: kept marked until the city took them.
+pub async fn forward_holdings(node: &Arc<Node>, upstream: &Upstream) {
+    let n = node.clone();
+    let Ok(Ok((reports, keys))) = tokio::task::spawn_blocking(move || {
+        crate::oversight::holdings::pending(&n.store, now_ms())
+    })
+    .await
+    else {
+        return;
+    };
+    if reports.is_empty() {
+        return;
+    }
+    if let Err(e) = upstream.post_holdings(&reports).await {
+        tracing::debug!(error = %e, "could not pass holdings on to the city");
+        return;
+    }
+    let n = node.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        n.store
+            .write_raw(keys.into_iter().map(schoolsync_store::Op::Delete).collect())
+    })
+    .await;
 }
 
 /// Fetches the city's revocation list and applies it here (and keeps it on disk for restarts

@@ -543,6 +543,7 @@ pub async fn run(config: &SimConfig, log: &(dyn Fn(&str) + Sync)) -> anyhow::Res
         report.index_ms = index_start.elapsed().as_millis();
         let summary = schoolsync_server::oversight::query::summary(
             &servers.city.node.store,
+            false,
             &Default::default(),
             &schoolsync_server::oversight::query::Level::City,
             schoolsync_server::oversight::calendar::Period::Day,

@@ -172,6 +172,28 @@ impl Upstream {
         }
     }
 
+    /// Tells the upstream what this tier holds of its schools (see `protocol::holdings`).
+    pub async fn post_holdings(
+        &self,
+        reports: &[schoolsync_protocol::holdings::Holdings],
+    ) -> Result<(), LinkError> {
+        let url = format!("{}/v1/holdings", self.url);
+        let body = serde_json::to_vec(reports).unwrap_or_default();
+        let response = self
+            .authorise(self.http.post(&url))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.classify(e))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| self.classify(e))?;
+        if !status.is_success() {
+            return Err(refusal(status.as_u16(), &bytes));
+        }
+        Ok(())
+    }
+
     /// Fetches the city's key and revocation list (a relay's view of who may sync).
     pub async fn fetch_trust(&self) -> Result<schoolsync_protocol::auth::Trust, LinkError> {
         let url = format!("{}/v1/trust", self.url);

@@ -449,3 +449,119 @@ fn exports_open_in_excel_and_the_feed_resumes() {
         assert!(status == 200, "{p} answered {status}");
     }
 }
+
+#[test]
+fn completeness_says_where_missing_days_are_stuck() {
+    let w = week();
+    let friday = "2026-11-06";
+    let county = |at_relay: bool| {
+        w.json(
+            at_relay,
+            &w.viewer_x,
+            &format!("/api/v1/summary?level=county&id={X}&period=week&date={MONDAY}"),
+        )
+    };
+    let b_missing = |v: &serde_json::Value| -> Vec<(String, String)> {
+        v["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == B)
+            .unwrap()["missing"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|m| {
+                (
+                    m["date"].as_str().unwrap().to_owned(),
+                    m["stuck"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    // 1. B's own agent told the relay and the city what it holds (Monday to Thursday): its
+    //    Friday was never entered, at either tier.
+    let city = county(false);
+    assert_eq!(
+        b_missing(&city),
+        vec![(friday.to_owned(), "not_entered".to_owned())]
+    );
+    let b = city["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == B)
+        .unwrap();
+    assert!(
+        b["missing"][0]["school_reported_ms"].as_i64().is_some(),
+        "B never reported"
+    );
+    assert_eq!(
+        b_missing(&county(true)),
+        vec![(friday.to_owned(), "not_entered".to_owned())]
+    );
+    // 2. A report that B has entered Friday, not yet confirmed by its relay: stuck at the school.
+    let (_, b_token) = w.cluster.issue(Role::School, Some(B), Some(X));
+    let report = |relay_confirmed: bool| {
+        let mut days = serde_json::Map::new();
+        for d in [
+            "2026-11-02",
+            "2026-11-03",
+            "2026-11-04",
+            "2026-11-05",
+            friday,
+        ] {
+            days.insert(d.to_owned(), serde_json::json!(2));
+        }
+        serde_json::json!([{ "school": B, "tier": "school", "as_of_ms": 1, "days": days, "relay_confirmed": relay_confirmed }])
+    };
+    let post = |token: &str, body: serde_json::Value| -> u16 {
+        let ca = std::fs::read(&w.cluster.certs.ca_cert).unwrap();
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .build()
+            .unwrap();
+        w.cluster.rt.block_on(async {
+            client
+                .post(format!("{}/v1/holdings", w.cluster.city_url()))
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    assert_eq!(post(&b_token.token, report(false)), 200);
+    assert_eq!(
+        b_missing(&county(false)),
+        vec![(friday.to_owned(), "at_school".to_owned())]
+    );
+    // 3. Confirmed by the relay (which has not reached the city): stuck at the county.
+    assert_eq!(post(&b_token.token, report(true)), 200);
+    assert_eq!(
+        b_missing(&county(false)),
+        vec![(friday.to_owned(), "at_county".to_owned())]
+    );
+    // 4. A school cannot report for another school, nor as a relay.
+    let (_, a_token) = w.cluster.issue(Role::School, Some(A), Some(X));
+    assert_eq!(post(&a_token.token, report(false)), 403);
+    let mut as_relay = report(false);
+    as_relay[0]["tier"] = serde_json::json!("relay");
+    assert_eq!(post(&b_token.token, as_relay), 403);
+    // 5. Once B really enters and syncs Friday, it is received everywhere.
+    let days = school_days(MONDAY, 5);
+    let path = w.schools[1].file("fri.csv", attendance_csv(2, &days[4..]).as_bytes());
+    w.schools[1]
+        .agent(&["import", "attendance", path.to_str().unwrap()])
+        .ok();
+    w.schools[1].agent(&["sync"]).ok();
+    w.cluster.wait_until("the city receives B's Friday", || {
+        b_missing(&county(false)).is_empty()
+    });
+}

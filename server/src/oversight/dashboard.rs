@@ -433,6 +433,40 @@ async fn page(
         t.push_str("</tbody></table>");
         t
     };
+    let missing_html = {
+        let rows: Vec<&Row> = std::iter::once(&summary.row)
+            .chain(&summary.children)
+            .filter(|r| r.level == "school" && !r.missing.is_empty())
+            .collect();
+        if rows.is_empty() {
+            String::new()
+        } else {
+            let mut t = format!(
+                r#"<h2>{h}</h2><table id="missing"><thead><tr><th class="name">{s}</th><th>{d}</th><th class="name">{w}</th></tr></thead><tbody>"#,
+                h = lang.t(
+                    "未收到的校日及所在环节",
+                    "School-days not received, and where they are"
+                ),
+                s = lang.t("学校", "School"),
+                d = lang.t("日期", "Date"),
+                w = lang.t("所在环节", "Where"),
+            );
+            for r in rows {
+                for m in r.missing.iter().take(PAGE_FLAGS_MAX) {
+                    t.push_str(&format!(
+                        r#"<tr data-school="{id}" data-date="{date}" data-stuck="{code}"><td class="name">{id} {name}</td><td>{date}</td><td class="name">{words}</td></tr>"#,
+                        id = esc(&r.id),
+                        name = esc(&r.name),
+                        date = m.date,
+                        code = serde_json::to_value(m.stuck).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                        words = m.stuck.words(lang == Lang::Zh),
+                    ));
+                }
+            }
+            t.push_str("</tbody></table>");
+            t
+        }
+    };
     let title = format!(
         "{} {} {}",
         lang.t("双减数据监管", "schoolsync oversight"),
@@ -445,7 +479,7 @@ async fn page(
 <p class="periods">{periods} <span class="muted">{from} – {to} · {sd} {sdl}</span></p>
 <form method="get" action="/"><input type="hidden" name="level" value="{lvl}"><input type="hidden" name="id" value="{lid}"><input type="hidden" name="period" value="{pn}">{langfield}<label for="date">{dl}</label> <input id="date" name="date" type="date" value="{date}"> <button type="submit">{go}</button></form>
 <h2>{ct}</h2>{chart}{table}
-<p>{ex}: <a href="{csv}">CSV</a> · <a href="{xlsx}">Excel</a></p>
+<p>{ex}: <a href="{csv}">CSV</a> · <a href="{xlsx}">Excel</a></p>{missing_html}
 <h2>{ft}</h2>{flags_html}</main>"#,
         h = lang.t("双减数据监管", "schoolsync oversight"),
         ol = esc(&other_lang),

@@ -39,6 +39,56 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/export.xlsx", get(export_xlsx))
         .route("/api/v1/changes", get(changes))
         .route("/api/v1/openapi.json", get(openapi))
+        .route("/v1/holdings", axum::routing::post(holdings))
+}
+
+/// Largest holdings request body: a county's reports.
+pub const HOLDINGS_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// `POST /v1/holdings`: what a school (or a relay, for its schools) holds. A school reports for
+/// itself; a relay for its county's schools.
+async fn holdings(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let claims = crate::api::authenticate(&state, &headers)?;
+    crate::api::require_content_type(&headers, "application/json")?;
+    let body = crate::api::read_body(&state, body, HOLDINGS_BODY_BYTES_MAX).await?;
+    let reports: Vec<schoolsync_protocol::holdings::Holdings> = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad("malformed_json", e.to_string()))?;
+    if reports.len() > schoolsync_protocol::holdings::HOLDINGS_PER_REQUEST_MAX {
+        return Err(ApiError::bad(
+            "limit_exceeded",
+            "too many reports in one request",
+        ));
+    }
+    for r in &reports {
+        r.check().map_err(|m| ApiError::bad("limit_exceeded", m))?;
+        if claims.role == Role::School && r.tier != schoolsync_protocol::holdings::Tier::School {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "a school reports only what it holds itself",
+            ));
+        }
+    }
+    let (node, gate) = (state.node.clone(), state.gate.clone());
+    let relay = gate.county.is_some();
+    let stored = blocking(move || {
+        for r in &reports {
+            gate.may_sync(&node.store, &claims, &r.school)
+                .map_err(|_| ApiError::store())?
+                .map_err(ApiError::from)?;
+        }
+        super::holdings::store(&node.store, &reports, relay).map_err(|_| ApiError::store())?;
+        Ok(reports.len())
+    })
+    .await?;
+    if relay {
+        state.committed.notify_one();
+    }
+    Ok(Json(serde_json::json!({ "stored": stored })).into_response())
 }
 
 /// Query parameters shared by the summary, compliance and export endpoints.
@@ -173,9 +223,11 @@ pub async fn summary_for(
         .max(state.oversight.suppress_below);
     tracing::info!(reader = %claims.id, level = level.name(), id = %level.id(), period = period.name(), %date, "oversight read");
     let (node, config) = (state.node.clone(), state.oversight.clone());
+    let is_relay = state.gate.county.is_some();
     blocking(move || {
         query::summary(
             &node.store,
+            is_relay,
             &config.calendar,
             &level,
             period,

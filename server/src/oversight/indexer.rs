@@ -195,6 +195,10 @@ pub fn refresh(node: &Node, now_ms: i64) -> Result<Pass, NodeError> {
                     parsed.len()
                 }
             };
+            if class_days > 0 && matches!(node.role, crate::node::Role::Relay { .. }) {
+                // The relay's view of this school changed: pass it on to the city.
+                ops.push(Op::Put(super::holdings::dirty_key(&id.school), Vec::new()));
+            }
             ops.push(Op::Put(heads_key(&id), heads_bytes(&to)));
             store.write_raw(ops)?;
             cache.put(loaded);

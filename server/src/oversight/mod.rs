@@ -17,6 +17,7 @@
 pub mod calendar;
 pub mod dashboard;
 pub mod export;
+pub mod holdings;
 pub mod http;
 pub mod indexer;
 pub mod query;

@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::calendar::{Calendar, Period};
 use super::indexer::SchoolDay;
 use super::{Rates, Tally};
+use schoolsync_protocol::holdings::Tier;
 
 /// Where in the hierarchy a summary is taken.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,6 +76,19 @@ pub struct Row {
     /// Fields of `tally` hidden because they counted fewer than the suppression threshold.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub suppressed: Vec<&'static str>,
+    /// For a school: each expected school-day not received, and where it is as far as this
+    /// node has been told.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<MissingDay>,
+}
+
+/// A school-day not (fully) received here.
+#[derive(Clone, Debug, Serialize)]
+pub struct MissingDay {
+    pub date: NaiveDate,
+    pub stuck: super::holdings::Stuck,
+    /// When the school last reported what it holds (ms), if it ever did.
+    pub school_reported_ms: Option<i64>,
 }
 
 /// A summary: the scope's row and its children's rows.
@@ -219,8 +233,10 @@ fn suppress(row: &mut Row, threshold: u32) {
 
 /// The summary of `level` over the `period` containing `date`. Only school days up to `today`
 /// are expected; `suppress_below` hides small counts in rows above the school level.
+#[allow(clippy::too_many_arguments)]
 pub fn summary(
     store: &DocStore,
+    is_relay: bool,
     calendar: &Calendar,
     level: &Level,
     period: Period,
@@ -270,6 +286,32 @@ pub fn summary(
             for t in tallies.values() {
                 tally.add(t);
             }
+            let reported = super::holdings::read(store, school, Tier::School)
+                .ok()
+                .flatten();
+            let relayed = super::holdings::read(store, school, Tier::Relay)
+                .ok()
+                .flatten();
+            let classes = tallies.values().map(|t| t.class_days).max().unwrap_or(0);
+            let missing = expected_days
+                .iter()
+                .filter_map(|d| {
+                    let here = tallies.get(d).map_or(0, |t| t.attendance_class_days);
+                    let stuck = super::holdings::locate(
+                        is_relay,
+                        here,
+                        classes.max(1),
+                        reported.as_ref(),
+                        relayed.as_ref(),
+                        *d,
+                    );
+                    (stuck != super::holdings::Stuck::Received).then(|| MissingDay {
+                        date: *d,
+                        stuck,
+                        school_reported_ms: reported.as_ref().map(|r| r.as_of_ms),
+                    })
+                })
+                .collect();
             Row {
                 level: "school",
                 id: school.to_string(),
@@ -278,6 +320,7 @@ pub fn summary(
                 tally,
                 completeness: completeness_of(&expected_days, tallies),
                 suppressed: Vec::new(),
+                missing,
             }
         };
     let (row, children) = match level {
@@ -297,6 +340,7 @@ pub fn summary(
                 rates: Rates::default(),
                 completeness: Completeness::default(),
                 suppressed: Vec::new(),
+                missing: Vec::new(),
             };
             let mut children: BTreeMap<String, Row> = BTreeMap::new();
             for (school, (info, tallies)) in &per_school {
@@ -317,6 +361,7 @@ pub fn summary(
                         rates: Rates::default(),
                         completeness: Completeness::default(),
                         suppressed: Vec::new(),
+                        missing: Vec::new(),
                     });
                     child.tally.add(&r.tally);
                     child.completeness.add(&r.completeness);
@@ -361,6 +406,7 @@ pub fn summary(
                         tally,
                         completeness: completeness_of(&expected_days, &by_day),
                         suppressed: Vec::new(),
+                        missing: Vec::new(),
                     };
                     let children = by_day
                         .iter()
@@ -372,6 +418,7 @@ pub fn summary(
                             tally: *t,
                             completeness: completeness_of(std::slice::from_ref(d), &by_day),
                             suppressed: Vec::new(),
+                            missing: Vec::new(),
                         })
                         .collect();
                     (row, children)
@@ -388,6 +435,7 @@ pub fn summary(
                             tally,
                             completeness: completeness_of(&expected_days, &by_day),
                             suppressed: Vec::new(),
+                            missing: Vec::new(),
                         })
                         .collect();
                     (row, children)
