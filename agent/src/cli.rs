@@ -117,8 +117,9 @@ pub enum Command {
     Status,
     /// Send and receive changes now (county relay first, then the city). 立即同步
     Sync,
-    /// Keep running: sync soon after each change and every few minutes; Ctrl-C stops.
-    /// 持续运行：有修改后自动同步，并定时同步
+    /// Keep running: sync soon after each change and every few minutes, and serve the clerk
+    /// desk page on http://127.0.0.1:8421/; Ctrl-C stops.
+    /// 持续运行：有修改后自动同步，并定时同步；同时在本机提供录入页面
     Run {
         /// Seconds between syncs when nothing changes (default 300).
         #[arg(long, default_value_t = 300)]
