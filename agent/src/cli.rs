@@ -410,7 +410,14 @@ pub fn run(cli: Cli) -> u8 {
             store_dir: data_dir.join("store"),
             config: config.clone(),
             actor: actor.clone(),
-            lang,
+            // The desk is Chinese unless English is asked for (flag, variable or agent.toml); the
+            // system locale of a school PC says little about its clerk.
+            lang: cli
+                .lang
+                .as_deref()
+                .map(Lang::from_locale)
+                .or(config.lang)
+                .unwrap_or(Lang::Zh),
         };
         return run_agent(opener, desk_config, interval_secs, lang);
     }

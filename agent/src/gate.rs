@@ -43,8 +43,8 @@ pub struct Opener {
     pub store_dir: PathBuf,
     pub config: Config,
     pub actor: Actor,
-    /// The language of the process (`--lang`, configuration or system); the desk lets each page
-    /// choose its own.
+    /// The desk's default language (`--lang`, `SCHOOLSYNC_LANG`, `lang` in agent.toml, else
+    /// Chinese); each browser may switch with `?lang=en`, remembered by a cookie.
     pub lang: Lang,
 }
 

@@ -109,9 +109,14 @@ pub fn page(lang: Lang, title: &str, nav: Nav, date: &str, body: &str) -> String
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <title>{title}</title><link rel=\"stylesheet\" href=\"/style.css\"></head><body>\
 <a class=\"skip\" href=\"#main\">{skip}</a>\
-<header class=\"noprint\"><nav>{navs}</nav><a class=\"lang\" href=\"?lang={other}\">{other_label}</a></header>\
+<header class=\"noprint\"><nav>{navs}</nav><a class=\"lang\" href=\"?{keep}lang={other}\">{other_label}</a></header>\
 <main id=\"main\">{body}</main></body></html>",
         title = esc(title),
+        keep = if date.is_empty() {
+            String::new()
+        } else {
+            format!("date={}&", url(date))
+        },
         skip = lang.pick("跳到正文", "Skip to content"),
     )
 }
