@@ -67,6 +67,21 @@ impl Drop for Running {
     }
 }
 
+/// Every control a clerk can reach has a label (screen readers, and a click on the words focuses
+/// the field): plain forms stay usable by keyboard alone.
+#[track_caller]
+fn assert_labelled(page: &Page<'_>) {
+    let unlabelled = page.eval(
+        "[...document.querySelectorAll('main input:not([type=hidden]), main select, main textarea')]
+           .filter(e => !e.labels || !e.labels.length).map(e => e.name)",
+    );
+    assert_eq!(
+        unlabelled,
+        serde_json::json!([]),
+        "controls without a label"
+    );
+}
+
 /// Reloads `path` until `js` holds (the sync loop works in the background).
 #[track_caller]
 fn reload_until(page: &Page<'_>, url: &str, what: &str, js: &str) {
@@ -140,6 +155,7 @@ fn desk_a_clerks_day_in_a_real_browser() {
 
     // 3. A bad entry: 46 present of 45 expected.
     page.goto(&run.url(&format!("/attendance?date={DAY}")));
+    assert_labelled(&page);
     page.fill(
         "#attendance",
         &[
@@ -186,6 +202,7 @@ fn desk_a_clerks_day_in_a_real_browser() {
 
     // 5. Homework over the 60-minute limit of grade 3: saved, with a warning.
     page.goto(&run.url(&format!("/homework?date={DAY}&class=3-1")));
+    assert_labelled(&page);
     page.fill(
         "#homework",
         &[
@@ -211,6 +228,7 @@ fn desk_a_clerks_day_in_a_real_browser() {
         page.text()
     );
     page.goto(&run.url(&format!("/afterschool?date={DAY}&class=3-1")));
+    assert_labelled(&page);
     page.fill(
         "#afterschool",
         &[
@@ -297,6 +315,7 @@ fn desk_a_clerks_day_in_a_real_browser() {
 
     // 8. Import: a pasted sheet with a bad row is previewed, and nothing is written.
     page.goto(&run.url("/import"));
+    assert_labelled(&page);
     page.fill(
         "#import",
         &[

@@ -580,7 +580,7 @@ fn attendance_page(
             };
             let _ = write!(
                 body,
-                "<td><span class=\"sr\">{} {}</span>{}</td>",
+                "<td><label><span class=\"sr\">{} {}</span>{}</label></td>",
                 esc(c),
                 esc(&label(f, lang)),
                 field.input()
