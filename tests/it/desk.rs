@@ -121,7 +121,8 @@ fn report_of(school: &School, class: &str) -> serde_json::Value {
 ///    nothing; 4. corrected, all classes' attendance is saved from one screen.
 /// 5. An over-limit homework item is saved with a warning; an after-school session is saved.
 /// 6. `schoolsync-agent report` (another process, while `run` runs) shows all of it.
-/// 7. Sync status: failing with changes waiting; the relay comes up, "sync now", success.
+/// 7. Sync status: failing with changes waiting; the relay comes up, "sync now", success; the
+///    county's feedback on a class-day comes down and shows.
 /// 8. Import: a bad sheet is previewed with its line and column and writes nothing; a good file
 ///    is previewed and confirmed.
 /// 9. The printable homework notice and the weekly summary show the homework; English switch.
@@ -311,7 +312,30 @@ fn desk_a_clerks_day_in_a_real_browser() {
         3,
         "the relay has the day"
     );
-    page.screenshot(&shots.join("5-sync-ok.png"));
+    // The county writes feedback on a class-day; it comes down with the next sync.
+    assert!(cluster
+        .relay(relay)
+        .node
+        .put_feedback(
+            &"2113000001/2026-11".parse().unwrap(),
+            "2026-11-03/3-3",
+            "请核实2名发热学生情况",
+            chrono::Utc::now().timestamp_millis(),
+        )
+        .unwrap());
+    page.submit("document.querySelector('#sync form').requestSubmit()");
+    reload_until(
+        &page,
+        &today,
+        "the county's feedback shown",
+        "document.querySelector('#feedback').innerText.includes('请核实2名发热学生情况')",
+    );
+    assert!(
+        page.text_of("#feedback").contains("县区 130821"),
+        "{}",
+        page.text_of("#feedback")
+    );
+    page.screenshot(&shots.join("5-sync-ok-feedback.png"));
 
     // 8. Import: a pasted sheet with a bad row is previewed, and nothing is written.
     page.goto(&run.url("/import"));

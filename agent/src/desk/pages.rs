@@ -267,7 +267,9 @@ pub async fn today(
                 "<p class=\"feedback\"><strong>{}</strong> ({} {}): {}</p>",
                 esc(r.class.class.as_str()),
                 esc(&by),
-                esc(&fb.at),
+                esc(&chrono::DateTime::parse_from_rfc3339(&fb.at)
+                    .map(|t| local_time(t.timestamp_millis()))
+                    .unwrap_or_else(|_| fb.at.clone())),
                 esc(&fb.note)
             );
         }
