@@ -40,6 +40,8 @@ pub struct PageQuery {
     sync: Option<String>,
     /// Rows written by a confirmed import.
     imported: Option<usize>,
+    /// How many were saved (attendance: classes).
+    n: Option<usize>,
     /// Set after a homework review.
     reviewed: Option<usize>,
 }
@@ -144,10 +146,22 @@ pub async fn today(
     body.push_str(&html::day_chooser(lang, "/", date, &[]));
     if let Some(what) = &q.saved {
         let text = match what.as_str() {
+            "attendance" if q.n == Some(0) => {
+                body.push_str(&html::notice(
+                    "warn",
+                    lang.pick(
+                        "没有保存：没有哪个班填写了“实到”。",
+                        "Nothing saved: no class had \"present\" filled in.",
+                    ),
+                ));
+                ""
+            }
             "attendance" => lang.pick("出勤已保存。", "Attendance saved."),
             _ => lang.pick("已保存。", "Saved."),
         };
-        body.push_str(&html::notice("ok", text));
+        if !text.is_empty() {
+            body.push_str(&html::notice("ok", text));
+        }
     }
     if let Some(n) = q.imported {
         body.push_str(&html::notice(
@@ -651,14 +665,14 @@ pub async fn attendance_save(
         } else {
             a.report(date)?
         };
-        Ok((errors, report))
+        Ok((errors, report, records.len()))
     })
     .await;
     match outcome {
-        Ok((errors, _)) if errors.is_empty() => {
-            see_other(&format!("/?date={date}&saved=attendance"))
+        Ok((errors, _, saved)) if errors.is_empty() => {
+            see_other(&format!("/?date={date}&saved=attendance&n={saved}"))
         }
-        Ok((errors, report)) => attendance_page(
+        Ok((errors, report, _)) => attendance_page(
             lang,
             date,
             &report,
