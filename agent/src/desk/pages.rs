@@ -24,8 +24,9 @@ use serde::Deserialize;
 
 use super::html::{self, esc, url, Field, Nav};
 use super::{error_page, html_response, see_other, Desk, FORM_FIELDS_MAX};
-use crate::app::{AppError, ClassReport, NewRecord, Status};
+use crate::app::{AppError, ClassReport, NewRecord};
 use crate::import::{hard_error_field, parse_fields, Kind, RowItem};
+use crate::sync::LinkStatus;
 
 /// What a page's query string may carry.
 #[derive(Debug, Default, Deserialize)]
@@ -131,16 +132,21 @@ pub async fn today(
         Ok(d) => d,
         Err(e) => return bad_date(e, lang),
     };
-    let (status, report) =
-        match with_agent(&desk, lang, move |a| Ok((a.status()?, a.report(date)?))).await {
-            Ok(v) => v,
-            Err(r) => return r,
-        };
+    let (profile, links, report) = match with_agent(&desk, lang, move |a| {
+        // The upstreams' state as `status` reads it (not the whole of `status`, which also
+        // counts conflicts over every month).
+        Ok((a.profile()?, crate::sync::statuses(a)?, a.report(date)?))
+    })
+    .await
+    {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
     let syncing = desk.gate().is_syncing();
     let d = date.to_string();
     let mut body = format!(
         "<h1>{} <small>{d} {}</small></h1>",
-        esc(&status.name),
+        esc(&profile.name),
         weekday(date, lang)
     );
     body.push_str(&html::day_chooser(lang, "/", date, &[]));
@@ -296,7 +302,7 @@ pub async fn today(
         );
     }
     body.push_str("</section>");
-    body.push_str(&sync_section(&status, syncing, lang));
+    body.push_str(&sync_section(&links, syncing, lang));
     let title = lang.pick("今日概览", "Today");
     html_response(
         StatusCode::OK,
@@ -329,9 +335,8 @@ fn ago(ms: i64, lang: Lang) -> String {
 
 /// Sync status in words: last success, changes waiting, the last problem and what to do.
 /// `data-state` is `none` (no upstream), `ok`, `waiting` or `problem`.
-fn sync_section(status: &Status, syncing: bool, lang: Lang) -> String {
+fn sync_section(links: &[LinkStatus], syncing: bool, lang: Lang) -> String {
     let mut out = String::new();
-    let links = &status.upstreams;
     let last_success = links.iter().filter_map(|l| l.last_success_ms).max();
     let waiting = links
         .iter()
