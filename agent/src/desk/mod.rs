@@ -69,6 +69,8 @@ pub enum DeskError {
     RemoteNotAllowed(std::net::IpAddr),
     #[error("--desk-bind {0} lets other computers in, so a --desk-pin is required")]
     RemoteNeedsPin(std::net::IpAddr),
+    #[error("the desk PIN must be 1 to {PIN_BYTES_MAX} bytes")]
+    BadPin,
 }
 
 impl DeskError {
@@ -80,6 +82,9 @@ impl DeskError {
             (DeskError::RemoteNeedsPin(ip), Lang::Zh) => {
                 format!("录入页面地址 {ip} 允许其他电脑访问，必须设置密码 --desk-pin")
             }
+            (DeskError::BadPin, Lang::Zh) => {
+                format!("录入页面密码应为 1 到 {PIN_BYTES_MAX} 个字符")
+            }
             (e, Lang::En) => e.to_string(),
         }
     }
@@ -87,6 +92,11 @@ impl DeskError {
 
 /// Refuses a non-loopback address unless explicitly allowed, and then only with a PIN.
 pub fn check_config(desk: &DeskConfig) -> Result<(), DeskError> {
+    if let Some(pin) = &desk.pin {
+        if pin.trim().is_empty() || pin.len() > PIN_BYTES_MAX {
+            return Err(DeskError::BadPin);
+        }
+    }
     if desk.bind.is_loopback() {
         return Ok(());
     }
@@ -423,7 +433,7 @@ async fn login(
     let Some(pin) = &desk.inner.pin else {
         return Redirect::to("/").into_response();
     };
-    if form.pin.len() > PIN_BYTES_MAX || !same_secret(form.pin.trim(), pin) {
+    if form.pin.len() > PIN_BYTES_MAX || !same_secret(form.pin.trim(), pin.trim()) {
         tokio::time::sleep(std::time::Duration::from_millis(PIN_FAIL_DELAY_MS)).await;
         return login_page(
             lang,

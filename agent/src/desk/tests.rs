@@ -319,6 +319,8 @@ fn desk_refuses_a_remote_address_without_leave_and_pin() {
         check_config(&desk),
         Err(DeskError::RemoteNeedsPin(_))
     ));
+    desk.pin = Some(" ".to_owned());
+    assert!(matches!(check_config(&desk), Err(DeskError::BadPin)));
     desk.pin = Some("1234".to_owned());
     assert!(check_config(&desk).is_ok());
     assert!(same_secret("1234", "1234") && !same_secret("1234", "12345"));
