@@ -120,7 +120,8 @@ fn report_of(school: &School, class: &str) -> serde_json::Value {
 /// 3. A bad attendance entry (present > expected) shows its error next to the field and saves
 ///    nothing; 4. corrected, all classes' attendance is saved from one screen.
 /// 5. An over-limit homework item is saved with a warning; an after-school session is saved.
-/// 6. `schoolsync-agent report` (another process, while `run` runs) shows all of it.
+/// 6. `schoolsync-agent report` (another process, while `run` runs) shows all of it; a correction
+///    through the page replaces the record.
 /// 7. Sync status: failing with changes waiting; the relay comes up, "sync now", success; the
 ///    county's feedback on a class-day comes down and shows.
 /// 8. Import: a bad sheet is previewed with its line and column and writes nothing; a good file
@@ -271,6 +272,16 @@ fn desk_a_clerks_day_in_a_real_browser() {
         ),
         (&serde_json::json!(44), &serde_json::json!(1))
     );
+    // A correction: the form comes back filled with what was saved; the pupil was there after all.
+    page.goto(&run.url(&format!("/attendance?date={DAY}")));
+    assert_eq!(
+        page.eval("document.querySelector(\"input[name='present.1']\").value"),
+        "44"
+    );
+    page.fill("#attendance", &[("present.1", "45"), ("personal.1", "0")]);
+    page.submit("document.querySelector('#attendance').requestSubmit()");
+    assert!(page.text().contains("出勤已保存"), "{}", page.text());
+    assert_eq!(report_of(&school, "3-2")["attendance"]["present"], 45);
     assert_eq!(
         report_of(&school, "3-3")["attendance"]["symptoms"]["fever"],
         2
