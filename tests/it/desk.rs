@@ -126,7 +126,8 @@ fn report_of(school: &School, class: &str) -> serde_json::Value {
 ///    county's feedback on a class-day comes down and shows.
 /// 8. Import: a bad sheet is previewed with its line and column and writes nothing; a good file
 ///    is previewed and confirmed.
-/// 9. The printable homework notice and the weekly summary show the homework; English switch.
+/// 9. The printable homework notice and the weekly summary show the homework; every page fits an
+///    800×600 screen; English switch.
 #[test]
 fn desk_a_clerks_day_in_a_real_browser() {
     let Some(browser) = Browser::from_env("desk_a_clerks_day_in_a_real_browser") else {
@@ -431,6 +432,18 @@ fn desk_a_clerks_day_in_a_real_browser() {
         week.contains("练习册第12页") && week.contains("100.0%"),
         "{week}"
     );
+    // An old 800×600 screen: no page is wider than the window (wide tables scroll on their own).
+    let small = browser.page(800, 600);
+    for path in ["/", "/attendance", "/homework", "/afterschool", "/import"] {
+        small.goto(&run.url(&format!("{path}?date={DAY}")));
+        assert_eq!(
+            small.eval("document.documentElement.scrollWidth <= window.innerWidth"),
+            true,
+            "{path} is wider than 800 px"
+        );
+    }
+    small.goto(&run.url(&format!("/attendance?date={DAY}")));
+    small.screenshot(&shots.join("8-attendance-800x600.png"));
     // English on request, remembered by a cookie.
     page.goto(&run.url(&format!("/?date={DAY}&lang=en")));
     page.goto(&run.url(&format!("/?date={DAY}")));

@@ -889,9 +889,6 @@ fn homework_page(
     // The entry form.
     let v = |f: &str| values.get(f).cloned().unwrap_or_default();
     let err = |f: &str| errors.get(f).map(String::as_str);
-    let options = |all: &[(&'static str, &'static str)]| -> Vec<(&'static str, &'static str)> {
-        all.to_vec()
-    };
     let kinds: Vec<(&str, &str)> = HomeworkType::ALL
         .iter()
         .map(|k| (k.code(), k.label(lang)))
@@ -933,9 +930,9 @@ fn homework_page(
         Field { name: "subject", label: &label("subject", lang), value: &v("subject"), error: err("subject"), kind: "text", size: 10 }
             .render()
             .replacen("<input ", "<input list=\"subjects\" ", 1),
-        html::select("type", &label("type", lang), &options(&kinds), &or("type", "written")) + &select_err("type"),
-        html::select("layer", &label("layer", lang), &options(&layers), &or("layer", "required")) + &select_err("layer"),
-        html::select("place", &label("place", lang), &options(&places), &or("place", "at-home")) + &select_err("place"),
+        html::select("type", &label("type", lang), &kinds, &or("type", "written")) + &select_err("type"),
+        html::select("layer", &label("layer", lang), &layers, &or("layer", "required")) + &select_err("layer"),
+        html::select("place", &label("place", lang), &places, &or("place", "at-home")) + &select_err("place"),
         Field { name: "minutes", label: &label("minutes", lang), value: &v("minutes"), error: err("minutes"), kind: "number", size: 4 }.render(),
         Field { name: "content", label: &label("content", lang), value: &v("content"), error: err("content"), kind: "text", size: 30 }.render(),
         Field { name: "teacher", label: &label("teacher", lang), value: &v("teacher"), error: err("teacher"), kind: "text", size: 8 }.render(),
