@@ -474,6 +474,45 @@ impl Agent {
             .collect())
     }
 
+    /// Feedback from the county or city on class-days from `from` to `to` (inclusive), newest
+    /// day first, as `(date, class, feedback)`: notes often come days after the day they are on.
+    pub fn feedback_between(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<(NaiveDate, String, doc::Feedback)>, AppError> {
+        let school = self.school()?;
+        let mut months = BTreeSet::new();
+        let mut day = from;
+        while day <= to {
+            months.insert(Month::of(day));
+            day = match day.checked_add_days(Days::new(1)) {
+                Some(d) => d,
+                None => break,
+            };
+        }
+        let mut out = Vec::new();
+        for month in months {
+            let loaded = self.store.load(&DocId::records(&school, month))?;
+            if !loaded.exists() {
+                continue;
+            }
+            for (key, feedback) in doc::read_feedback(&loaded.doc)? {
+                let Some((date, class)) = key.split_once('/') else {
+                    continue;
+                };
+                let Ok(date) = schoolsync_protocol::ids::parse_date(date) else {
+                    continue;
+                };
+                if (from..=to).contains(&date) {
+                    out.push((date, class.to_owned(), feedback));
+                }
+            }
+        }
+        out.sort_by(|a, b| (b.0, &a.1).cmp(&(a.0, &b.1)));
+        Ok(out)
+    }
+
     /// Every document in the store with its record counts and size.
     pub fn list(&self) -> Result<Vec<DocSummary>, AppError> {
         let mut out = Vec::new();

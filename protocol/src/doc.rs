@@ -252,6 +252,11 @@ fn hydrate_map<T: Hydrate>(
     Ok(hydrate_prop::<_, Option<BTreeMap<String, T>>, _, _>(doc, ROOT, name)?.unwrap_or_default())
 }
 
+/// The feedback of a month, by class-day key, without reading its records.
+pub fn read_feedback(doc: &AutoCommit) -> Result<BTreeMap<String, Feedback>, DocError> {
+    hydrate_map(doc, "feedback")
+}
+
 pub fn read_month(doc: &AutoCommit) -> Result<MonthRecords, DocError> {
     let mut attendance: BTreeMap<String, Attendance> = hydrate_map(doc, "attendance")?;
     for (key, r) in attendance.iter_mut() {

@@ -348,6 +348,13 @@ fn desk_a_clerks_day_in_a_real_browser() {
         page.text_of("#feedback")
     );
     page.screenshot(&shots.join("5-sync-ok-feedback.png"));
+    // Two days later the note is still on the clerk's first page.
+    page.goto(&run.url("/?date=2026-11-05"));
+    assert!(
+        page.text_of("#feedback").contains("2026-11-03 3-3"),
+        "{}",
+        page.text_of("#feedback")
+    );
 
     // 8. Import: a pasted sheet with a bad row is previewed, and nothing is written.
     page.goto(&run.url("/import"));

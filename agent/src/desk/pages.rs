@@ -132,10 +132,16 @@ pub async fn today(
         Ok(d) => d,
         Err(e) => return bad_date(e, lang),
     };
-    let (profile, links, report) = match with_agent(&desk, lang, move |a| {
+    let (profile, links, report, feedback) = match with_agent(&desk, lang, move |a| {
         // The upstreams' state as `status` reads it (not the whole of `status`, which also
         // counts conflicts over every month).
-        Ok((a.profile()?, crate::sync::statuses(a)?, a.report(date)?))
+        let week_before = date.checked_sub_days(chrono::Days::new(7)).unwrap_or(date);
+        Ok((
+            a.profile()?,
+            crate::sync::statuses(a)?,
+            a.report(date)?,
+            a.feedback_between(week_before, date)?,
+        ))
     })
     .await
     {
@@ -267,38 +273,37 @@ pub async fn today(
         );
     }
     body.push_str("</tbody></table>");
-    // Feedback from upstream.
+    // Feedback from upstream: the shown day and the week before it, newest first.
     let _ = write!(
         body,
         "<section id=\"feedback\"><h2>{}</h2>",
-        lang.pick("上级意见", "Feedback from the county or city")
+        lang.pick(
+            "上级意见（所选日期及前 7 天）",
+            "Feedback from the county or city (this day and the 7 before)"
+        )
     );
-    let mut any = false;
-    for r in &report {
-        if let Some(fb) = &r.feedback {
-            any = true;
-            let by = if fb.by == "city" {
-                lang.pick("市教育局", "city bureau").to_owned()
-            } else {
-                format!("{}{}", lang.pick("县区 ", "county "), fb.by)
-            };
-            let _ = write!(
-                body,
-                "<p class=\"feedback\"><strong>{}</strong> ({} {}): {}</p>",
-                esc(r.class.class.as_str()),
-                esc(&by),
-                esc(&chrono::DateTime::parse_from_rfc3339(&fb.at)
-                    .map(|t| local_time(t.timestamp_millis()))
-                    .unwrap_or_else(|_| fb.at.clone())),
-                esc(&fb.note)
-            );
-        }
-    }
-    if !any {
+    if feedback.is_empty() {
         let _ = write!(
             body,
             "<p>{}</p>",
-            lang.pick("这一天没有上级意见。", "No feedback on this day.")
+            lang.pick("没有上级意见。", "No feedback.")
+        );
+    }
+    for (day, class, fb) in &feedback {
+        let by = if fb.by == "city" {
+            lang.pick("市教育局", "city bureau").to_owned()
+        } else {
+            format!("{}{}", lang.pick("县区 ", "county "), fb.by)
+        };
+        let _ = write!(
+            body,
+            "<p class=\"feedback\"><strong>{day} {}</strong> ({} {}): {}</p>",
+            esc(class),
+            esc(&by),
+            esc(&chrono::DateTime::parse_from_rfc3339(&fb.at)
+                .map(|t| local_time(t.timestamp_millis()))
+                .unwrap_or_else(|_| fb.at.clone())),
+            esc(&fb.note)
         );
     }
     body.push_str("</section>");
