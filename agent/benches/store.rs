@@ -229,7 +229,8 @@ fn agent_memory() -> Result<(), Box<dyn std::error::Error>> {
         peak = peak.max(rss_kib(sync.id()).1);
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    let mut run = agent(&["run"])
+    // With the clerk desk serving (on any free port), as a school runs it.
+    let mut run = agent(&["run", "--desk-port", "0"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;

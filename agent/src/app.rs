@@ -409,24 +409,43 @@ impl Agent {
         Ok(self.store.commit(&mut docs, extra)?)
     }
 
-    /// Every class's records and findings on one day.
+    /// Every class's records and findings on one day. Reads only that day and the two before it
+    /// (illness clusters look back), not whole months: a day's report costs the same on the 1st
+    /// and on the 30th.
     pub fn report(&self, date: NaiveDate) -> Result<Vec<ClassReport>, AppError> {
         let school = self.school()?;
         let profile = self.profile()?;
         let limits = self.limits(&profile);
+        let mut needed: BTreeMap<Month, BTreeSet<(NaiveDate, ClassId)>> = BTreeMap::new();
+        needed.entry(Month::of(date)).or_default();
+        for info in profile.classes.values() {
+            for back in 0..3 {
+                if let Some(day) = date.checked_sub_days(Days::new(back)) {
+                    needed
+                        .entry(Month::of(day))
+                        .or_default()
+                        .insert((day, info.class.clone()));
+                }
+            }
+        }
         let mut months = BTreeMap::new();
         let mut conflicts = Vec::new();
-        for month in [Month::of(date), Month::of(date - Days::new(2))] {
-            if months.contains_key(&month) {
+        for (month, class_days) in needed {
+            let loaded = self.store.load(&DocId::records(&school, month))?;
+            if !loaded.exists() {
+                months.insert(month, MonthRecords::default());
                 continue;
             }
-            let loaded = self.store.load(&DocId::records(&school, month))?;
             if month == Month::of(date) {
-                conflicts = doc::conflicts(&loaded.doc, &RECORD_MAPS)?;
+                let prefix = format!("{}/", schoolsync_protocol::ids::date_key(date));
+                conflicts = doc::conflicts_under(&loaded.doc, &RECORD_MAPS, &prefix)?;
             }
-            months.insert(month, doc::read_month(&loaded.doc)?);
+            let records =
+                doc::read_class_days(&loaded.doc, class_days.iter().map(|(d, c)| (*d, c)))?;
+            months.insert(month, records);
         }
-        let records = &months[&Month::of(date)];
+        let empty = MonthRecords::default();
+        let records = months.get(&Month::of(date)).unwrap_or(&empty);
         let mut classes: Vec<&ClassInfo> = profile.classes.values().collect();
         classes.sort_by(|a, b| (a.grade, &a.class).cmp(&(b.grade, &b.class)));
         let prefix_of = |class: &ClassId| format!("{}/", doc::class_day_key(date, class));
@@ -453,6 +472,45 @@ impl Agent {
                 }
             })
             .collect())
+    }
+
+    /// Feedback from the county or city on class-days from `from` to `to` (inclusive), newest
+    /// day first, as `(date, class, feedback)`: notes often come days after the day they are on.
+    pub fn feedback_between(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<(NaiveDate, String, doc::Feedback)>, AppError> {
+        let school = self.school()?;
+        let mut months = BTreeSet::new();
+        let mut day = from;
+        while day <= to {
+            months.insert(Month::of(day));
+            day = match day.checked_add_days(Days::new(1)) {
+                Some(d) => d,
+                None => break,
+            };
+        }
+        let mut out = Vec::new();
+        for month in months {
+            let loaded = self.store.load(&DocId::records(&school, month))?;
+            if !loaded.exists() {
+                continue;
+            }
+            for (key, feedback) in doc::read_feedback(&loaded.doc)? {
+                let Some((date, class)) = key.split_once('/') else {
+                    continue;
+                };
+                let Ok(date) = schoolsync_protocol::ids::parse_date(date) else {
+                    continue;
+                };
+                if (from..=to).contains(&date) {
+                    out.push((date, class.to_owned(), feedback));
+                }
+            }
+        }
+        out.sort_by(|a, b| (b.0, &a.1).cmp(&(a.0, &b.1)));
+        Ok(out)
     }
 
     /// Every document in the store with its record counts and size.
@@ -640,5 +698,65 @@ pub fn error_message(e: &AppError, lang: Lang) -> String {
         }
         (AppError::SyncFailed { message }, _) => message.clone(),
         (e, _) => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schoolsync_protocol::records::Day;
+
+    /// `report` reads only the day and the two before it, across a month boundary too: three days
+    /// of illness absences (Oct 30 to Nov 1) make a three-day cluster on Nov 1.
+    #[test]
+    fn report_looks_back_across_a_month_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = Agent::new(
+            DocStore::open(dir.path()).unwrap(),
+            Config::default(),
+            Actor {
+                clerk: "t".to_owned(),
+                machine: "t".to_owned(),
+            },
+        );
+        agent
+            .init("2113000001", "130821", "承德县第一小学", None, 0)
+            .unwrap();
+        let class: ClassId = "3-1".parse().unwrap();
+        agent
+            .add_classes(&[ClassInfo::new(class.clone(), 3, 45).unwrap()], "t", 0)
+            .unwrap();
+        let records: Vec<NewRecord> = [(10, 30), (10, 31), (11, 1)]
+            .iter()
+            .map(|&(m, d)| {
+                NewRecord::Attendance(Attendance {
+                    date: Day(NaiveDate::from_ymd_opt(2026, m, d).unwrap()),
+                    class: class.clone(),
+                    expected: 45,
+                    present: 43,
+                    sick: 2,
+                    personal: 0,
+                    other: 0,
+                    symptoms: BTreeMap::new(),
+                })
+            })
+            .collect();
+        agent.write_records(&records, "t", 0).unwrap();
+        let nov1 = agent
+            .report(NaiveDate::from_ymd_opt(2026, 11, 1).unwrap())
+            .unwrap();
+        assert_eq!(nov1.len(), 1);
+        assert_eq!(nov1[0].attendance.as_ref().unwrap().sick, 2);
+        let codes: Vec<&str> = nov1[0].findings.iter().map(|f| f.code.as_str()).collect();
+        assert_eq!(codes, ["illness-cluster-three-days"], "{codes:?}");
+        let nov2 = agent
+            .report(NaiveDate::from_ymd_opt(2026, 11, 2).unwrap())
+            .unwrap();
+        assert!(nov2[0].attendance.is_none() && nov2[0].findings.is_empty());
+        // A month nobody has written yet is empty, not an error.
+        let empty = agent
+            .report(NaiveDate::from_ymd_opt(2027, 3, 2).unwrap())
+            .unwrap();
+        assert!(empty[0].attendance.is_none());
     }
 }

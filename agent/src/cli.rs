@@ -122,13 +122,42 @@ pub enum Command {
     },
     /// Send and receive changes now (county relay first, then the city). 立即同步
     Sync,
-    /// Keep running: sync soon after each change and every few minutes; Ctrl-C stops.
-    /// 持续运行：有修改后自动同步，并定时同步
+    /// Keep running: sync soon after each change and every few minutes, and serve the clerk
+    /// desk page on http://127.0.0.1:8421/; Ctrl-C stops.
+    /// 持续运行：有修改后自动同步，并定时同步；同时在本机提供录入页面
     Run {
         /// Seconds between syncs when nothing changes (default 300).
         #[arg(long, default_value_t = 300)]
         interval_secs: u64,
+        #[command(flatten)]
+        desk: DeskArgs,
     },
+}
+
+/// The clerk desk served by `run` (flags win over `[desk]` in agent.toml).
+#[derive(Debug, Args)]
+pub struct DeskArgs {
+    /// Port of the clerk desk page (default 8421; 0 = any free port). 录入页面端口
+    #[arg(long, value_name = "PORT")]
+    pub desk_port: Option<u16>,
+    /// Address of the desk (default 127.0.0.1: this computer only; others need
+    /// --desk-allow-remote and a PIN). 录入页面监听地址
+    #[arg(long, value_name = "ADDR")]
+    pub desk_bind: Option<std::net::IpAddr>,
+    /// Allow a --desk-bind address other computers can reach. 允许其他电脑访问
+    #[arg(long)]
+    pub desk_allow_remote: bool,
+    /// PIN asked by the desk page, for shared computers. 录入页面密码
+    #[arg(
+        long,
+        env = "SCHOOLSYNC_DESK_PIN",
+        value_name = "PIN",
+        hide_env_values = true
+    )]
+    pub desk_pin: Option<String>,
+    /// Do not serve the desk page (sync only). 不提供录入页面
+    #[arg(long)]
+    pub no_desk: bool,
 }
 
 #[derive(Debug, Args)]
@@ -382,41 +411,29 @@ pub fn run(cli: Cli) -> u8 {
         lang,
         json: cli.json,
     };
-    if let Command::Run { interval_secs } = cli.command {
-        let store_dir = data_dir.join("store");
-        let open = || -> Result<Agent, AppError> {
-            Ok(Agent::new(
-                open_store(&store_dir, lang)?,
-                config.clone(),
-                actor.clone(),
-            ))
+    if let Command::Run {
+        interval_secs,
+        desk,
+    } = cli.command
+    {
+        let desk_config = match desk_config(&config, desk, lang) {
+            Ok(d) => d,
+            Err(code) => return code,
         };
-        eprintln!(
-            "{}",
-            lang.pick(
-                "schoolsync-agent 正在运行：有修改后会自动同步。按 Ctrl-C 停止。",
-                "schoolsync-agent is running: changes are synced soon after they are made. Ctrl-C stops it."
-            )
-        );
-        let runtime = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(r) => r,
-            Err(_) => return exit::INTERNAL,
+        let opener = crate::gate::Opener {
+            store_dir: data_dir.join("store"),
+            config: config.clone(),
+            actor: actor.clone(),
+            // The desk is Chinese unless English is asked for (flag, variable or agent.toml); the
+            // system locale of a school PC says little about its clerk.
+            lang: cli
+                .lang
+                .as_deref()
+                .map(Lang::from_locale)
+                .or(config.lang)
+                .unwrap_or(Lang::Zh),
         };
-        let stop = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        return match runtime.block_on(crate::sync::run_loop(
-            open,
-            lang,
-            interval_secs.max(1) * 1000,
-            stop,
-        )) {
-            Ok(()) => exit::OK,
-            Err(e) => report_error(&e, lang),
-        };
+        return run_agent(opener, desk_config, interval_secs, lang);
     }
     let store = match open_store(&data_dir.join("store"), lang) {
         Ok(s) => s,
@@ -429,6 +446,102 @@ pub fn run(cli: Cli) -> u8 {
     }
 }
 
+/// Merges `run`'s desk flags over `[desk]` and checks the address; an exit code if refused.
+fn desk_config(
+    config: &Config,
+    args: DeskArgs,
+    lang: Lang,
+) -> Result<crate::config::DeskConfig, u8> {
+    let mut desk = config.desk.clone();
+    desk.enabled &= !args.no_desk;
+    desk.port = args.desk_port.unwrap_or(desk.port);
+    desk.bind = args.desk_bind.unwrap_or(desk.bind);
+    desk.allow_remote |= args.desk_allow_remote;
+    if let Some(pin) = args.desk_pin {
+        desk.pin = Some(pin);
+    }
+    if let Err(e) = crate::desk::check_config(&desk) {
+        eprintln!("{}", e.message(lang));
+        return Err(exit::USAGE);
+    }
+    Ok(desk)
+}
+
+/// `run`: the sync loop and, unless turned off, the clerk desk, until Ctrl-C.
+fn run_agent(
+    opener: crate::gate::Opener,
+    desk: crate::config::DeskConfig,
+    interval_secs: u64,
+    lang: Lang,
+) -> u8 {
+    eprintln!(
+        "{}",
+        lang.pick(
+            "schoolsync-agent 正在运行：有修改后会自动同步。按 Ctrl-C 停止。",
+            "schoolsync-agent is running: changes are synced soon after they are made. Ctrl-C stops it."
+        )
+    );
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(_) => return exit::INTERNAL,
+    };
+    let wait_ms = lock_wait_ms();
+    let gate = crate::gate::Gate::new(opener, wait_ms);
+    runtime.block_on(async {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let desk_task = if desk.enabled {
+            match crate::desk::serve(gate.clone(), &desk, stop_rx.clone()).await {
+                Ok((addr, task)) => {
+                    eprintln!(
+                        "{} http://{addr}/",
+                        lang.pick(
+                            "录入页面（用浏览器打开）：",
+                            "clerk desk (open in a browser):"
+                        )
+                    );
+                    Some(task)
+                }
+                Err(e) => {
+                    eprintln!(
+                        "{} {}:{}: {e}",
+                        lang.pick(
+                            "录入页面无法启动（端口可能被占用，可用 --desk-port 换一个）",
+                            "the clerk desk cannot start (the port may be in use; try --desk-port)"
+                        ),
+                        desk.bind,
+                        desk.port
+                    );
+                    return exit::INPUT_ERROR;
+                }
+            }
+        } else {
+            None
+        };
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        let result = crate::sync::run_loop(&gate, lang, interval_secs.max(1) * 1000, stop).await;
+        let _ = stop_tx.send(true);
+        if let Some(task) = desk_task {
+            let _ = task.await;
+        }
+        match result {
+            Ok(()) => exit::OK,
+            Err(e) => report_error(&e, lang),
+        }
+    })
+}
+
+fn lock_wait_ms() -> u64 {
+    std::env::var("SCHOOLSYNC_LOCK_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(LOCK_WAIT_MS)
+}
+
 /// How long a command waits for a running agent's sync round to release the store
 /// (`SCHOOLSYNC_LOCK_WAIT_MS`, default 20 s): a round takes seconds, so a clerk's command waits
 /// briefly instead of failing.
@@ -436,10 +549,7 @@ pub const LOCK_WAIT_MS: u64 = 20_000;
 
 /// Opens the store, waiting while another agent process (a `run` round) holds it.
 fn open_store(dir: &std::path::Path, lang: Lang) -> Result<DocStore, AppError> {
-    let wait_ms = std::env::var("SCHOOLSYNC_LOCK_WAIT_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(LOCK_WAIT_MS);
+    let wait_ms = lock_wait_ms();
     let started = std::time::Instant::now();
     let mut told = false;
     loop {

@@ -32,10 +32,45 @@ pub struct Config {
     /// `enroll` puts it here, readable by its owner only). Default: `credential` in the data
     /// directory.
     pub credential: Option<std::path::PathBuf>,
+    /// The clerk desk (the page `run` serves). Default: on, loopback, port 8421, no PIN.
+    pub desk: DeskConfig,
 }
 
 /// File name of the credential inside the data directory.
 pub const CREDENTIAL_FILE: &str = "credential";
+
+/// `[desk]`: the page `schoolsync-agent run` serves to the clerk. Flags of `run` win.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeskConfig {
+    /// Serve the desk at all. Default `true`; `run --no-desk` also turns it off.
+    pub enabled: bool,
+    /// TCP port. Default 8421 (`run --desk-port`); 0 lets the system choose (printed at start).
+    pub port: u16,
+    /// Address to listen on. Default `127.0.0.1`, this computer only (`run --desk-bind`). Any
+    /// other address also needs `allow_remote = true` and a `pin`.
+    pub bind: std::net::IpAddr,
+    /// Allow a non-loopback `bind` (other computers on the school network). Default `false`.
+    pub allow_remote: bool,
+    /// A PIN asked once per browser session, for computers several people use. Default: none
+    /// (`run --desk-pin`).
+    pub pin: Option<String>,
+}
+
+impl Default for DeskConfig {
+    fn default() -> Self {
+        DeskConfig {
+            enabled: true,
+            port: DESK_PORT,
+            bind: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            allow_remote: false,
+            pin: None,
+        }
+    }
+}
+
+/// The desk's default port: fixed, so the clerk's bookmark keeps working; unassigned by IANA.
+pub const DESK_PORT: u16 = 8421;
 
 impl Default for Config {
     fn default() -> Self {
@@ -46,6 +81,7 @@ impl Default for Config {
             counties: CountyTable::default(),
             rules: RulesConfig::default(),
             credential: None,
+            desk: DeskConfig::default(),
         }
     }
 }
@@ -74,6 +110,14 @@ impl Config {
         };
         let config: Config = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
         config.rules.validate().map_err(|e| err(e.to_string()))?;
+        if let Some(pin) = &config.desk.pin {
+            if pin.trim().is_empty() || pin.len() > crate::desk::PIN_BYTES_MAX {
+                return Err(err(format!(
+                    "desk.pin must be 1 to {} characters",
+                    crate::desk::PIN_BYTES_MAX
+                )));
+            }
+        }
         Ok(config)
     }
 
@@ -107,6 +151,13 @@ mod tests {
         std::fs::write(&path, "[rules.default]\nwritten_minutes_grade_3_6 = 70\n").unwrap();
         let e = Config::load(&path, false).unwrap_err();
         assert!(e.reason.contains("written_minutes_grade_3_6"), "{e}");
+        std::fs::write(&path, "[desk]\nport = 9000\npin = \"1234\"\n").unwrap();
+        let config = Config::load(&path, false).unwrap();
+        assert_eq!(
+            (config.desk.port, config.desk.pin.as_deref()),
+            (9000, Some("1234"))
+        );
+        assert!(config.desk.bind.is_loopback() && config.desk.enabled);
         std::fs::write(&path, "colour = 1\n").unwrap();
         assert!(Config::load(&path, false).is_err());
     }

@@ -281,7 +281,7 @@ pub fn parse(
                     },
                 );
             }
-            Ok(Parsed1::Class(class)) => {
+            Ok(RowItem::Class(class)) => {
                 let key = format!("class {}", class.class);
                 if let Some(first) = keys.insert(key, line) {
                     push_error(&mut parsed, duplicate(line, first, lang));
@@ -289,7 +289,7 @@ pub fn parse(
                     parsed.classes.push(class);
                 }
             }
-            Ok(Parsed1::Record(record)) => {
+            Ok(RowItem::Record(record)) => {
                 if let Some(first) = keys.insert(record.key(), line) {
                     push_error(&mut parsed, duplicate(line, first, lang));
                 } else {
@@ -312,8 +312,8 @@ fn duplicate(line: u64, first: u64, lang: Lang) -> RowError {
     }
 }
 
-/// The field a hard error is about, to name its column.
-fn hard_error_field(e: &HardError) -> Option<&'static str> {
+/// The field a hard error is about, to name its column (or the form field it belongs next to).
+pub fn hard_error_field(e: &HardError) -> Option<&'static str> {
     Some(match e {
         HardError::Invalid { field, .. }
         | HardError::BadTime { field, .. }
@@ -332,9 +332,28 @@ fn hard_error_field(e: &HardError) -> Option<&'static str> {
     })
 }
 
-enum Parsed1 {
+/// What one row (or one form) holds once parsed.
+#[derive(Debug)]
+pub enum RowItem {
     Class(ClassInfo),
     Record(NewRecord),
+}
+
+/// Parses one record from named fields (the CSV field names, e.g. `present`, `minutes`), exactly
+/// as a sheet's row is parsed and checked: the clerk desk's forms go through here, so a form and a
+/// sheet are read by the same code and refused for the same reasons.
+pub fn parse_fields<'a>(
+    kind: Kind,
+    fields: impl IntoIterator<Item = (&'static str, &'a str)>,
+    profile: &Profile,
+) -> Result<RowItem, HardError> {
+    let row = Row {
+        cells: fields
+            .into_iter()
+            .map(|(field, value)| (field, (field, value)))
+            .collect(),
+    };
+    parse_row(kind, &row, profile)
 }
 
 fn code<T>(
@@ -363,7 +382,7 @@ fn signed(field: &'static str, text: &str) -> Result<i64, HardError> {
 }
 
 /// Parses one row and, for records, checks the hard rules against `profile`.
-fn parse_row(kind: Kind, row: &Row<'_>, profile: &Profile) -> Result<Parsed1, HardError> {
+fn parse_row(kind: Kind, row: &Row<'_>, profile: &Profile) -> Result<RowItem, HardError> {
     let class = || -> Result<ClassId, HardError> {
         if row.get("class").is_empty() {
             return Err(HardError::Missing { field: "class" });
@@ -372,7 +391,7 @@ fn parse_row(kind: Kind, row: &Row<'_>, profile: &Profile) -> Result<Parsed1, Ha
     };
     let date = || parse_date(row.get("date")).map(Day);
     let parsed = match kind {
-        Kind::Classes => Parsed1::Class(ClassInfo::new(
+        Kind::Classes => RowItem::Class(ClassInfo::new(
             class()?,
             parse_grade(row.get("grade"))?,
             signed("enrolled", row.get("enrolled"))?,
@@ -385,7 +404,7 @@ fn parse_row(kind: Kind, row: &Row<'_>, profile: &Profile) -> Result<Parsed1, Ha
                     symptoms.insert(symptom.code().to_owned(), n);
                 }
             }
-            Parsed1::Record(NewRecord::Attendance(Attendance {
+            RowItem::Record(NewRecord::Attendance(Attendance {
                 date: date()?,
                 class: class()?,
                 expected: parse_count("expected", row.get("expected"), None)?,
@@ -396,7 +415,7 @@ fn parse_row(kind: Kind, row: &Row<'_>, profile: &Profile) -> Result<Parsed1, Ha
                 symptoms,
             }))
         }
-        Kind::Homework => Parsed1::Record(NewRecord::Homework(HomeworkItem {
+        Kind::Homework => RowItem::Record(NewRecord::Homework(HomeworkItem {
             date: date()?,
             class: class()?,
             subject: records::text("subject", row.get("subject"), true)?,
@@ -416,7 +435,7 @@ fn parse_row(kind: Kind, row: &Row<'_>, profile: &Profile) -> Result<Parsed1, Ha
             published: false,
             flags: homework_flags(row.get("flags"))?,
         })),
-        Kind::Afterschool => Parsed1::Record(NewRecord::AfterSchool(AfterSchool {
+        Kind::Afterschool => RowItem::Record(NewRecord::AfterSchool(AfterSchool {
             date: date()?,
             class: class()?,
             enrolled: 0, // Filled from the profile when written.
@@ -428,7 +447,7 @@ fn parse_row(kind: Kind, row: &Row<'_>, profile: &Profile) -> Result<Parsed1, Ha
             outside_staff: parse_count("outside_staff", row.get("outside_staff"), Some(0))?,
         })),
     };
-    if let Parsed1::Record(record) = &parsed {
+    if let RowItem::Record(record) = &parsed {
         record.validate(profile)?;
     }
     Ok(parsed)

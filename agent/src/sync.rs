@@ -2,10 +2,11 @@
 //! fallback), one-shot `sync`, the long-running `run` loop, and per-upstream status.
 //!
 //! The store is single-process (sled locks it), so `run` opens it only for a sync round and
-//! closes it in between: clerk commands run between rounds, and a command that meets a round in
-//! progress waits for it (see `cli::open_store`).
+//! closes it in between (through [`Gate`], shared with the clerk desk): clerk commands run between
+//! rounds, and a command that meets a round in progress waits for it (see `cli::open_store`).
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use schoolsync_protocol::Lang;
@@ -20,6 +21,7 @@ use schoolsync_protocol::holdings::{Holdings, Tier};
 use schoolsync_protocol::ids::CountyTable;
 
 use crate::app::{Agent, AppError};
+use crate::gate::Gate;
 
 /// Upstream URLs and the CA that signs their certificates, as stored at `init`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -289,10 +291,11 @@ pub const RUN_POLL_MS: u64 = 2_000;
 /// Retry delays while offline: from the poll interval doubling up to this, with jitter.
 pub const RUN_BACKOFF_MAX_MS: u64 = 10 * 60 * 1000;
 
-/// The long-running agent: syncs soon after each local change and every [`RUN_INTERVAL_MS`],
-/// backing off with jitter while no upstream answers, until `stop` completes.
+/// The long-running agent: syncs soon after each local change and every `interval_ms`,
+/// backing off with jitter while no upstream answers, until `stop` completes. `gate.wake` starts a
+/// round at once (the desk's "sync now"), even while backing off.
 pub async fn run_loop(
-    open: impl Fn() -> Result<Agent, AppError>,
+    gate: &Gate,
     lang: Lang,
     interval_ms: u64,
     stop: impl std::future::Future<Output = ()>,
@@ -301,11 +304,12 @@ pub async fn run_loop(
     let mut synced_change: Option<String> = None;
     let mut next_sync = Instant::now();
     let mut backoff_ms = 0u64;
+    let mut woken = false;
     let mut seed = u64::from(std::process::id()) ^ 0x2545_f491_4f6c_dd1d;
     loop {
         let due = {
-            let agent = match open() {
-                Ok(agent) => agent,
+            let turn = match gate.open(0).await {
+                Ok(turn) => turn,
                 Err(AppError::Store(StoreError::Kv(schoolsync_store::KvError::Locked {
                     ..
                 }))) => {
@@ -317,11 +321,16 @@ pub async fn run_loop(
                 }
                 Err(e) => return Err(e),
             };
+            let agent = &turn.agent;
             let last_change = agent.store.meta("last_change")?;
             let changed = last_change != synced_change;
-            if (changed && backoff_ms == 0) || Instant::now() >= next_sync {
+            if woken || (changed && backoff_ms == 0) || Instant::now() >= next_sync {
+                woken = false;
                 let now = chrono::Utc::now().timestamp_millis();
-                match sync_now(&agent, now, lang, &mut |_| {}).await {
+                gate.syncing.store(true, Ordering::Relaxed);
+                let outcome = sync_now(agent, now, lang, &mut |_| {}).await;
+                gate.syncing.store(false, Ordering::Relaxed);
+                match outcome {
                     Ok(outcome) => {
                         backoff_ms = 0;
                         synced_change = last_change;
@@ -350,10 +359,11 @@ pub async fn run_loop(
             next_sync
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(RUN_POLL_MS))
-            // The agent (and the store lock) is dropped here, between rounds.
+            // The turn (the agent and the store lock) is dropped here, between rounds.
         };
         tokio::select! {
             _ = &mut stop => return Ok(()),
+            _ = gate.wake.notified() => woken = true,
             _ = tokio::time::sleep(due) => {}
         }
     }

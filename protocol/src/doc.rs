@@ -252,6 +252,11 @@ fn hydrate_map<T: Hydrate>(
     Ok(hydrate_prop::<_, Option<BTreeMap<String, T>>, _, _>(doc, ROOT, name)?.unwrap_or_default())
 }
 
+/// The feedback of a month, by class-day key, without reading its records.
+pub fn read_feedback(doc: &AutoCommit) -> Result<BTreeMap<String, Feedback>, DocError> {
+    hydrate_map(doc, "feedback")
+}
+
 pub fn read_month(doc: &AutoCommit) -> Result<MonthRecords, DocError> {
     let mut attendance: BTreeMap<String, Attendance> = hydrate_map(doc, "attendance")?;
     for (key, r) in attendance.iter_mut() {
@@ -288,8 +293,9 @@ fn entry<T: Hydrate>(
     )
 }
 
-/// The records of the given class-days only (attendance, homework, after-school, findings), read
-/// without hydrating the rest of the month: a write then costs what it touches, not the month.
+/// The records of the given class-days only (attendance, homework, after-school, findings,
+/// feedback), read without hydrating the rest of the month: a write or a day's report then costs
+/// what it touches, not the month.
 pub fn read_class_days<'a>(
     doc: &AutoCommit,
     class_days: impl IntoIterator<Item = (chrono::NaiveDate, &'a crate::ids::ClassId)>,
@@ -301,6 +307,8 @@ pub fn read_class_days<'a>(
         map_id(doc, "findings")?,
     );
     let homework_map = map_id(doc, "homework")?;
+    // Feedback arrives from upstream into the skeleton's map; tolerate its absence all the same.
+    let feedback = map_id(doc, "feedback").ok();
     let mut homework_keys: Vec<String> = doc.keys(&homework_map).collect();
     homework_keys.sort();
     for (date, class) in class_days {
@@ -315,6 +323,11 @@ pub fn read_class_days<'a>(
         }
         if let Some(f) = entry::<Vec<Finding>>(doc, &findings, &key)? {
             out.findings.insert(key.clone(), f);
+        }
+        if let Some(feedback) = &feedback {
+            if let Some(f) = entry::<Feedback>(doc, feedback, &key)? {
+                out.feedback.insert(key.clone(), f);
+            }
         }
         let prefix = format!("{key}/");
         let first = homework_keys.partition_point(|k| k.as_str() < prefix.as_str());
@@ -537,12 +550,25 @@ fn render(doc: &AutoCommit, value: &Value<'_>, obj: &automerge::ObjId) -> serde_
 
 /// Every conflict among the records of `maps` (record-level and field-level).
 pub fn conflicts(doc: &AutoCommit, maps: &[&'static str]) -> Result<Vec<Conflict>, DocError> {
+    conflicts_under(doc, maps, "")
+}
+
+/// The conflicts among records whose key starts with `prefix` (e.g. one day, `2026-11-03/`).
+pub fn conflicts_under(
+    doc: &AutoCommit,
+    maps: &[&'static str],
+    prefix: &str,
+) -> Result<Vec<Conflict>, DocError> {
     let mut out = Vec::new();
     for &map in maps {
         let Ok(map_obj) = map_id(doc, map) else {
             continue;
         };
-        for key in doc.keys(&map_obj).collect::<Vec<_>>() {
+        for key in doc
+            .keys(&map_obj)
+            .filter(|k| k.starts_with(prefix))
+            .collect::<Vec<_>>()
+        {
             let all = doc.get_all(&map_obj, key.as_str())?;
             if all.len() > 1 {
                 out.push(Conflict {

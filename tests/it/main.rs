@@ -5,12 +5,14 @@
 // Tests fail by panicking; `unwrap` is how they say "this must not fail".
 #![allow(clippy::unwrap_used)]
 
+mod browser;
 mod cluster;
 mod harness;
 
 mod city;
 mod clerk_day;
 mod crash;
+mod desk;
 mod import_csv;
 mod oversight;
 mod proxy;

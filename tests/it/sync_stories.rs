@@ -374,7 +374,7 @@ fn the_running_agent_syncs_soon_after_a_change() {
     let school = cluster.school(SCHOOL, COUNTY, 2, &[cluster.relay_url(relay)]);
     record(&school, "2026-11-03", "3-1", "45");
     let mut run = school
-        .command(&["run", "--interval-secs", "3600"])
+        .command(&["run", "--interval-secs", "3600", "--no-desk"])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
