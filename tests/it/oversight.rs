@@ -565,3 +565,127 @@ fn completeness_says_where_missing_days_are_stuck() {
         b_missing(&county(false)).is_empty()
     });
 }
+
+/// Formats a rate as the dashboard does.
+fn pct(v: &serde_json::Value) -> String {
+    v.as_f64()
+        .map(|v| format!("{:.2}%", v * 100.0))
+        .unwrap_or_else(|| "—".to_owned())
+}
+
+#[test]
+fn the_dashboard_in_a_real_browser_matches_the_api() {
+    let Some(browser) =
+        crate::browser::Browser::from_env("the_dashboard_in_a_real_browser_matches_the_api")
+    else {
+        return;
+    };
+    let w = week();
+    let shots = crate::browser::screenshot_dir(w.cluster.dir.path());
+    let page = browser.page(1024, 768);
+    // The deployment's private CA is not in the test browser's store.
+    page.call(
+        "Security.setIgnoreCertificateErrors",
+        serde_json::json!({ "ignore": true }),
+    );
+    let city = w.cluster.city_url();
+    // 1. Without a credential the dashboard asks for one; a wrong one is refused in words.
+    page.goto(&format!("{city}/"));
+    assert!(page.text().contains("粘贴查看凭证"), "{}", page.text());
+    page.fill("form[action='/login']", &[("token", "ssc1.not.valid")]);
+    page.submit("document.querySelector(\"form[action='/login']\").requestSubmit()");
+    assert!(page.text().contains("凭证无效"), "{}", page.text());
+    // 2. The city viewer pastes the token and sees the city, counties as rows.
+    page.fill("form[action='/login']", &[("token", &w.viewer_city)]);
+    page.submit("document.querySelector(\"form[action='/login']\").requestSubmit()");
+    page.goto(&format!("{city}/?level=city&period=week&date={MONDAY}"));
+    assert_eq!(page.attr("#scope", "data-level").as_deref(), Some("city"));
+    let api = w.json(
+        false,
+        &w.viewer_city,
+        &format!("/api/v1/summary?level=city&period=week&date={MONDAY}"),
+    );
+    for row in std::iter::once(&api).chain(api["children"].as_array().unwrap()) {
+        let id = row["id"].as_str().unwrap();
+        let cell =
+            |field: &str| page.text_of(&format!("tr[data-id='{id}'] td[data-field='{field}']"));
+        assert_eq!(
+            cell("completeness"),
+            pct(&row["completeness"]["rate"]),
+            "row {id}"
+        );
+        assert_eq!(
+            cell("attendance"),
+            pct(&row["rates"]["attendance"]),
+            "row {id}"
+        );
+        assert_eq!(
+            cell("participation"),
+            pct(&row["rates"]["afterschool_participation"]),
+            "row {id}"
+        );
+        assert_eq!(
+            cell("received"),
+            row["completeness"]["received"].to_string(),
+            "row {id}"
+        );
+    }
+    assert!(
+        page.eval("document.querySelectorAll('svg rect.bar').length")
+            .as_u64()
+            == Some(2)
+    );
+    page.screenshot(&shots.join("dashboard-city.png"));
+    // 3. Drill down: county X, then school B, whose Friday is listed as not entered.
+    page.submit(&format!(
+        "document.querySelector(\"tr[data-id='{X}'] a\").click()"
+    ));
+    assert_eq!(page.attr("#scope", "data-id").as_deref(), Some(X));
+    assert!(page.text().contains("承德县"), "{}", page.text());
+    page.submit(&format!(
+        "document.querySelector(\"tr[data-id='{B}'] a\").click()"
+    ));
+    assert_eq!(page.attr("#scope", "data-level").as_deref(), Some("school"));
+    assert_eq!(
+        page.attr("#missing tr[data-date='2026-11-06']", "data-stuck")
+            .as_deref(),
+        Some("not_entered")
+    );
+    assert!(page.text().contains("学校尚未录入"));
+    page.screenshot(&shots.join("dashboard-school.png"));
+    // 4. The compliance list of county X names A's over-limit day; a class drill-down shows days.
+    page.goto(&format!(
+        "{city}/?level=county&id={X}&period=week&date={MONDAY}"
+    ));
+    assert!(
+        page.text_of("#flags").contains("书面作业超时"),
+        "{}",
+        page.text()
+    );
+    page.goto(&format!(
+        "{city}/?level=school&id={A}&period=week&date={MONDAY}"
+    ));
+    page.submit(&format!(
+        "document.querySelector(\"tr[data-id='{A}/3-1'] a\").click()"
+    ));
+    assert_eq!(page.attr("#scope", "data-level").as_deref(), Some("class"));
+    assert_eq!(
+        page.eval("document.querySelectorAll('#children tbody tr').length")
+            .as_u64(),
+        Some(6)
+    );
+    // 5. English on request.
+    page.submit(
+        "[...document.querySelectorAll('header a')].find(a => a.textContent === 'English').click()",
+    );
+    assert!(page.text().contains("Completeness"), "{}", page.text());
+    page.screenshot(&shots.join("dashboard-class-en.png"));
+    // 6. A county viewer signed in at the city cannot open another county.
+    page.submit("document.querySelector(\"form[action='/logout']\").requestSubmit()");
+    page.fill("form[action='/login']", &[("token", &w.viewer_y)]);
+    page.submit("document.querySelector(\"form[action='/login']\").requestSubmit()");
+    page.goto(&format!(
+        "{city}/?level=county&id={X}&period=week&date={MONDAY}"
+    ));
+    assert!(page.text().contains("may not read"), "{}", page.text());
+}

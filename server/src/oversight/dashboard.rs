@@ -197,7 +197,7 @@ fn chart(lang: Lang, rows: &[Row]) -> String {
     let shown = &rows[..rows.len().min(40)];
     let h = 22 * shown.len() + 30;
     let mut svg = format!(
-        r##"<svg role="img" aria-label="{a}" width="720" height="{h}" viewBox="0 0 720 {h}" xmlns="http://www.w3.org/2000/svg"><text x="200" y="14" font-size="12">■ {c}</text><text x="420" y="14" font-size="12" fill="#70ad47">■ {p}</text>"##,
+        r##"<svg role="img" aria-label="{a}" width="720" height="{h}" viewBox="0 0 720 {h}" xmlns="http://www.w3.org/2000/svg"><text x="200" y="14" font-size="12" fill="#2e75b6">■ {c}</text><text x="420" y="14" font-size="12" fill="#70ad47">■ {p}</text>"##,
         a = lang.t(
             "上报率与课后服务参与率",
             "Completeness and after-school participation"
