@@ -3,6 +3,10 @@
 //! simulation's city), idle, answering a "nothing new?" round from every school, and taking a new
 //! school day from every school. Run: `cargo bench -p schoolsync-server --bench city_term`
 //! (about ten minutes on 2 cores, most of it generating the term). Prints figures.
+//!
+//! Then the oversight figures on the same data: how long the city takes to index what it holds,
+//! how soon a school day that arrives shows in the aggregates, and the latency of the API and the
+//! dashboard. `SCHOOLSYNC_BENCH_DAYS=20` runs it on a month (the issue's dataset) instead of a term.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,7 +25,13 @@ use schoolsync_store::DocStore;
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 const SERVER: &str = env!("CARGO_BIN_EXE_schoolsync-server");
-const TERM_DAYS: usize = 110;
+/// School days generated: a term by default, `SCHOOLSYNC_BENCH_DAYS` if set.
+fn term_days() -> usize {
+    std::env::var("SCHOOLSYNC_BENCH_DAYS")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(110)
+}
 
 fn meta(school: &str) -> CommitMeta {
     CommitMeta {
@@ -89,11 +99,13 @@ fn main() -> Result<(), Error> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("city");
     let mut rng = Rng::new(2023);
-    let plans = plan_city(TERM_DAYS, &mut rng)?;
-    let all_days = school_days(TERM_DAYS + 1);
-    let (term, next_day) = all_days.split_at(TERM_DAYS);
+    let days_n = term_days();
+    let plans = plan_city(days_n, &mut rng)?;
+    let all_days = school_days(days_n + 1);
+    let (term, next_day) = all_days.split_at(days_n);
     let started = Instant::now();
     let mut tokens = Vec::new();
+    let viewer: String;
     let lasts: Vec<(DocId, Vec<u8>)> = {
         let store = DocStore::open(&data.join("store"))?;
         // Every school enrolled, as `city enroll-school` would (before the city starts).
@@ -108,6 +120,10 @@ fn main() -> Result<(), Error> {
             )?;
             tokens.push(file.token);
         }
+        viewer = authority
+            .issue(&store, schoolsync_protocol::auth::Role::Viewer, None, None, 0)?
+            .1
+            .token;
         let halves = plans.split_at(plans.len() / 2);
         let store = &store;
         std::thread::scope(|scope| -> Result<Vec<(DocId, Vec<u8>)>, Error> {
@@ -130,7 +146,7 @@ fn main() -> Result<(), Error> {
             Ok(out)
         })?
     };
-    let records: usize = plans.iter().map(|p| p.classes.len()).sum::<usize>() * TERM_DAYS;
+    let records: usize = plans.iter().map(|p| p.classes.len()).sum::<usize>() * days_n;
     println!(
         "generated a term of all of Chengde: {} schools, ~{}k class-days in {:.0} s",
         plans.len(),
@@ -239,7 +255,107 @@ fn main() -> Result<(), Error> {
         "after a new school day from all 554 schools ({:.1} s): {rss} KiB resident, peak {peak} KiB [target: a term of all of Chengde < 1 GB]",
         t.elapsed().as_secs_f64()
     );
+    oversight(&rt, &listen, &std::fs::read(&certs.ca_cert)?, &viewer, term, next_day[0], &city)?;
     let _ = city.kill();
     let _ = city.wait();
+    Ok(())
+}
+
+/// GET with the viewer's credential: (status, body, milliseconds).
+fn get(
+    rt: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> Result<(u16, Vec<u8>, f64), Error> {
+    let t = Instant::now();
+    let (status, body) = rt.block_on(async {
+        let r = client.get(url).bearer_auth(token).send().await?;
+        let status = r.status().as_u16();
+        Ok::<_, reqwest::Error>((status, r.bytes().await?.to_vec()))
+    })?;
+    Ok((status, body, t.elapsed().as_secs_f64() * 1000.0))
+}
+
+/// Polls the city-wide day summary until every school's `date` is received; returns how long.
+fn until_received(
+    rt: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    date: chrono::NaiveDate,
+) -> Result<Duration, Error> {
+    let t = Instant::now();
+    loop {
+        let (_, body, _) = get(rt, client, &format!("{base}/api/v1/summary?level=city&period=day&date={date}"), token)?;
+        let v: serde_json::Value = serde_json::from_slice(&body)?;
+        if v["completeness"]["received"] == 554 {
+            return Ok(t.elapsed());
+        }
+        if t.elapsed() > Duration::from_secs(3600) {
+            return Err(format!("the aggregates never caught up: {v}").into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The oversight figures (issue 5): indexing, arrival → aggregate latency, API and dashboard
+/// latency with the whole city's data.
+fn oversight(
+    rt: &tokio::runtime::Runtime,
+    listen: &str,
+    ca: &[u8],
+    viewer: &str,
+    term: &[chrono::NaiveDate],
+    next_day: chrono::NaiveDate,
+    city: &Child,
+) -> Result<(), Error> {
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca)?)
+        .build()?;
+    let base = format!("https://{listen}");
+    // The city indexes in the background from its start; by now it has also taken the new day.
+    let waited = until_received(rt, &client, &base, viewer, next_day)?;
+    let (rss, peak) = rss_kib(city.id());
+    println!(
+        "oversight: aggregates complete for the new day {:.1} s after its last arrival (including indexing everything the city held at start: {} school days); city {rss} KiB resident, peak {peak} KiB",
+        waited.as_secs_f64(),
+        term.len()
+    );
+    let last = *term.last().ok_or("no days")?;
+    let month = format!("period=month&date={last}");
+    let school = "2113000001";
+    let endpoints = [
+        ("summary, city, month", format!("/api/v1/summary?level=city&{month}")),
+        ("summary, county, month", format!("/api/v1/summary?level=county&id=130821&{month}")),
+        ("summary, school, month", format!("/api/v1/summary?level=school&id={school}&{month}")),
+        ("summary, city, term", format!("/api/v1/summary?level=city&period=term&date={last}")),
+        ("compliance, city, week", format!("/api/v1/compliance?level=city&period=week&date={last}")),
+        ("export.csv, city, month", format!("/api/v1/export.csv?level=city&{month}")),
+        ("export.xlsx, county, month", format!("/api/v1/export.xlsx?level=county&id=130821&{month}")),
+        ("changes feed, 1000 lines", "/api/v1/changes?after=0&limit=1000".to_owned()),
+        ("dashboard page, city, month", format!("/?level=city&{month}")),
+        ("dashboard page, county, month", format!("/?level=county&id=130821&{month}")),
+    ];
+    for (name, path) in endpoints {
+        let mut times = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..7 {
+            let (status, body, ms) = get(rt, &client, &format!("{base}{path}"), viewer)?;
+            if status != 200 {
+                return Err(format!("{path}: {status}").into());
+            }
+            bytes = body.len();
+            times.push(ms);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "oversight latency: {name}: median {:.0} ms, max {:.0} ms ({bytes} B)",
+            times[times.len() / 2],
+            times[times.len() - 1]
+        );
+    }
     Ok(())
 }
