@@ -121,7 +121,13 @@ fn main() -> Result<(), Error> {
             tokens.push(file.token);
         }
         viewer = authority
-            .issue(&store, schoolsync_protocol::auth::Role::Viewer, None, None, 0)?
+            .issue(
+                &store,
+                schoolsync_protocol::auth::Role::Viewer,
+                None,
+                None,
+                0,
+            )?
             .1
             .token;
         let halves = plans.split_at(plans.len() / 2);
@@ -255,7 +261,15 @@ fn main() -> Result<(), Error> {
         "after a new school day from all 554 schools ({:.1} s): {rss} KiB resident, peak {peak} KiB [target: a term of all of Chengde < 1 GB]",
         t.elapsed().as_secs_f64()
     );
-    oversight(&rt, &listen, &std::fs::read(&certs.ca_cert)?, &viewer, term, next_day[0], &city)?;
+    oversight(
+        &rt,
+        &listen,
+        &std::fs::read(&certs.ca_cert)?,
+        &viewer,
+        term,
+        next_day[0],
+        &city,
+    )?;
     let _ = city.kill();
     let _ = city.wait();
     Ok(())
@@ -287,7 +301,12 @@ fn until_received(
 ) -> Result<Duration, Error> {
     let t = Instant::now();
     loop {
-        let (_, body, _) = get(rt, client, &format!("{base}/api/v1/summary?level=city&period=day&date={date}"), token)?;
+        let (_, body, _) = get(
+            rt,
+            client,
+            &format!("{base}/api/v1/summary?level=city&period=day&date={date}"),
+            token,
+        )?;
         let v: serde_json::Value = serde_json::from_slice(&body)?;
         if v["completeness"]["received"] == 554 {
             return Ok(t.elapsed());
@@ -328,16 +347,46 @@ fn oversight(
     let month = format!("period=month&date={last}");
     let school = "2113000001";
     let endpoints = [
-        ("summary, city, month", format!("/api/v1/summary?level=city&{month}")),
-        ("summary, county, month", format!("/api/v1/summary?level=county&id=130821&{month}")),
-        ("summary, school, month", format!("/api/v1/summary?level=school&id={school}&{month}")),
-        ("summary, city, term", format!("/api/v1/summary?level=city&period=term&date={last}")),
-        ("compliance, city, week", format!("/api/v1/compliance?level=city&period=week&date={last}")),
-        ("export.csv, city, month", format!("/api/v1/export.csv?level=city&{month}")),
-        ("export.xlsx, county, month", format!("/api/v1/export.xlsx?level=county&id=130821&{month}")),
-        ("changes feed, 1000 lines", "/api/v1/changes?after=0&limit=1000".to_owned()),
-        ("dashboard page, city, month", format!("/?level=city&{month}")),
-        ("dashboard page, county, month", format!("/?level=county&id=130821&{month}")),
+        (
+            "summary, city, month",
+            format!("/api/v1/summary?level=city&{month}"),
+        ),
+        (
+            "summary, county, month",
+            format!("/api/v1/summary?level=county&id=130821&{month}"),
+        ),
+        (
+            "summary, school, month",
+            format!("/api/v1/summary?level=school&id={school}&{month}"),
+        ),
+        (
+            "summary, city, term",
+            format!("/api/v1/summary?level=city&period=term&date={last}"),
+        ),
+        (
+            "compliance, city, week",
+            format!("/api/v1/compliance?level=city&period=week&date={last}"),
+        ),
+        (
+            "export.csv, city, month",
+            format!("/api/v1/export.csv?level=city&{month}"),
+        ),
+        (
+            "export.xlsx, county, month",
+            format!("/api/v1/export.xlsx?level=county&id=130821&{month}"),
+        ),
+        (
+            "changes feed, 1000 lines",
+            "/api/v1/changes?after=0&limit=1000".to_owned(),
+        ),
+        (
+            "dashboard page, city, month",
+            format!("/?level=city&{month}"),
+        ),
+        (
+            "dashboard page, county, month",
+            format!("/?level=county&id=130821&{month}"),
+        ),
     ];
     for (name, path) in endpoints {
         let mut times = Vec::new();

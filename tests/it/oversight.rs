@@ -268,7 +268,21 @@ fn the_week_adds_up_at_every_level() {
                 .any(|x| x == "afterschool-too-short")),
         "{flags:?}"
     );
-    // 6. The relay serves its county the same figures.
+    // 6. "5+2" for the week: A's 3-1 had two hours every day, its 3-2 not on Thursday; B's
+    //    classes had no after-school; C's one class did.
+    assert_eq!(
+        school["five_plus_two"],
+        serde_json::json!({ "compliant_classes": 1, "classes": 2 })
+    );
+    assert_eq!(
+        county["five_plus_two"],
+        serde_json::json!({ "compliant_classes": 1, "classes": 4 })
+    );
+    assert_eq!(
+        city["five_plus_two"],
+        serde_json::json!({ "compliant_classes": 2, "classes": 5 })
+    );
+    // 7. The relay serves its county the same figures.
     let at_relay = w.json(true, &w.viewer_x, &path(&format!("level=county&id={X}")));
     assert_eq!(at_relay["tally"], county["tally"]);
     assert_eq!(at_relay["completeness"], county["completeness"]);

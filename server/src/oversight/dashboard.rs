@@ -236,7 +236,7 @@ fn chart(lang: Lang, rows: &[Row]) -> String {
 fn table(lang: Lang, q: &ScopeQuery, summary: &Summary) -> String {
     let next = summary.children.first().and_then(|c| child_level(c.level));
     let mut out = format!(
-        r#"<table id="children"><thead><tr><th class="name">{n}</th><th>{e}</th><th>{r}</th><th>{c}</th><th>{a}</th><th>{i}</th><th>{cl}</th><th>{h}</th><th>{o}</th><th>{g}</th><th>{p}</th><th>{f}</th></tr></thead><tbody>"#,
+        r#"<table id="children"><thead><tr><th class="name">{n}</th><th>{e}</th><th>{r}</th><th>{c}</th><th>{a}</th><th>{i}</th><th>{cl}</th><th>{h}</th><th>{o}</th><th>{g}</th><th>{p}</th><th>{f}</th><th>{fp}</th></tr></thead><tbody>"#,
         n = lang.t("名称", "Name"),
         e = lang.t("应报校日", "Expected"),
         r = lang.t("已报校日", "Received"),
@@ -249,6 +249,7 @@ fn table(lang: Lang, q: &ScopeQuery, summary: &Summary) -> String {
         g = lang.t("一二年级书面作业", "Grade 1-2 written"),
         p = lang.t("课后服务参与率", "After-school participation"),
         f = lang.t("满2小时", "≥120 min"),
+        fp = lang.t("5+2达标班级（周）", "5+2 classes (week)"),
     );
     for r in std::iter::once(&summary.row).chain(&summary.children) {
         let is_total = std::ptr::eq(r, &summary.row);
@@ -274,7 +275,7 @@ fn table(lang: Lang, q: &ScopeQuery, summary: &Summary) -> String {
         };
         let low = r.completeness.rate.is_some_and(|v| v < 0.9);
         out.push_str(&format!(
-            r#"<tr data-id="{id}"><td class="name">{cell_name}</td><td data-field="expected">{e}</td><td data-field="received">{rc}</td><td data-field="completeness" class="{low}">{c}</td><td data-field="attendance">{a}</td><td data-field="illness">{i}</td><td data-field="clusters">{cl}</td><td data-field="homework">{h}</td><td data-field="over_limit">{o}</td><td data-field="grade12">{g}</td><td data-field="participation">{p}</td><td data-field="full">{f}</td></tr>"#,
+            r#"<tr data-id="{id}"><td class="name">{cell_name}</td><td data-field="expected">{e}</td><td data-field="received">{rc}</td><td data-field="completeness" class="{low}">{c}</td><td data-field="attendance">{a}</td><td data-field="illness">{i}</td><td data-field="clusters">{cl}</td><td data-field="homework">{h}</td><td data-field="over_limit">{o}</td><td data-field="grade12">{g}</td><td data-field="participation">{p}</td><td data-field="full">{f}</td><td data-field="five_plus_two">{fp}</td></tr>"#,
             id = esc(&r.id),
             e = r.completeness.expected,
             rc = r.completeness.received,
@@ -288,6 +289,10 @@ fn table(lang: Lang, q: &ScopeQuery, summary: &Summary) -> String {
             g = r.tally.grade12_written_class_days,
             p = pct(r.rates.afterschool_participation),
             f = pct(r.rates.afterschool_full_sessions),
+            fp = r
+                .five_plus_two
+                .map(|x| format!("{}/{}", x.compliant_classes, x.classes))
+                .unwrap_or_else(|| "—".to_owned()),
         ));
     }
     out.push_str("</tbody></table>");

@@ -7,7 +7,7 @@ use std::io::Write;
 use super::query::{Row, Summary};
 
 /// Column headers in Chinese (what Excel users at the bureaus read), with the English key.
-pub const COLUMNS: [(&str, &str); 16] = [
+pub const COLUMNS: [(&str, &str); 17] = [
     ("级别", "level"),
     ("代码", "id"),
     ("名称", "name"),
@@ -23,6 +23,7 @@ pub const COLUMNS: [(&str, &str); 16] = [
     ("课后服务参与率", "participation"),
     ("课后服务满2小时占比", "full_sessions"),
     ("课后服务结束过早班日", "ends_early"),
+    ("5+2达标班级（周）", "five_plus_two"),
     ("已隐藏的小数值", "suppressed"),
 ];
 
@@ -66,6 +67,9 @@ pub fn cells(row: &Row) -> Vec<String> {
         pct(row.rates.afterschool_participation),
         pct(row.rates.afterschool_full_sessions),
         count("ends_early_class_days", row.tally.ends_early_class_days),
+        row.five_plus_two
+            .map(|x| format!("{}/{}", x.compliant_classes, x.classes))
+            .unwrap_or_default(),
         row.suppressed.join(" "),
     ]
 }

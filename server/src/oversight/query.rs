@@ -80,6 +80,9 @@ pub struct Row {
     /// node has been told.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<MissingDay>,
+    /// For a week: the "5+2" count (summed over schools above the school level).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub five_plus_two: Option<FivePlusTwo>,
 }
 
 /// A school-day not (fully) received here.
@@ -164,24 +167,58 @@ pub fn class_facts(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<BTreeMap<(NaiveDate, String), Tally>, StoreError> {
-    let prefix = format!("o/f/{school}/");
     let mut out = BTreeMap::new();
-    for (k, v) in store.scan_raw(prefix.as_bytes())? {
-        let rest = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-        let Some((date, class)) = rest.split_once('/') else {
-            continue;
-        };
-        let Ok(date) = date.parse::<NaiveDate>() else {
-            continue;
-        };
-        if date < from || date > to {
-            continue;
-        }
-        if let Ok(t) = serde_json::from_slice::<Tally>(&v) {
-            out.insert((date, class.to_owned()), t);
+    for date in from
+        .iter_days()
+        .take_while(|d| *d <= to)
+        .take(super::calendar::PERIOD_DAYS_MAX as usize)
+    {
+        let prefix = format!("o/f/{school}/{date}/");
+        for (k, v) in store.scan_raw(prefix.as_bytes())? {
+            let class = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            if let Ok(t) = serde_json::from_slice::<Tally>(&v) {
+                out.insert((date, class), t);
+            }
         }
     }
     Ok(out)
+}
+
+/// "5+2" over a week: classes with an after-school session of at least two hours on every
+/// school day of the week so far, out of the classes that reported any.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FivePlusTwo {
+    pub compliant_classes: u32,
+    pub classes: u32,
+}
+
+fn add_five_plus_two(total: &mut Option<FivePlusTwo>, part: Option<FivePlusTwo>) {
+    if let Some(p) = part {
+        let t = total.get_or_insert_with(FivePlusTwo::default);
+        t.compliant_classes += p.compliant_classes;
+        t.classes += p.classes;
+    }
+}
+
+fn five_plus_two(
+    store: &DocStore,
+    school: &SchoolId,
+    school_days: &[NaiveDate],
+) -> Result<FivePlusTwo, StoreError> {
+    let (Some(first), Some(last)) = (school_days.first(), school_days.last()) else {
+        return Ok(FivePlusTwo::default());
+    };
+    let mut full: BTreeMap<String, usize> = BTreeMap::new();
+    for ((date, class), t) in class_facts(store, school, *first, *last)? {
+        let e = full.entry(class).or_default();
+        if school_days.contains(&date) && t.full_sessions > 0 {
+            *e += 1;
+        }
+    }
+    Ok(FivePlusTwo {
+        compliant_classes: full.values().filter(|n| **n == school_days.len()).count() as u32,
+        classes: full.len() as u32,
+    })
 }
 
 fn completeness_of(
@@ -321,6 +358,9 @@ pub fn summary(
                 completeness: completeness_of(&expected_days, tallies),
                 suppressed: Vec::new(),
                 missing,
+                five_plus_two: (period == Period::Week)
+                    .then(|| five_plus_two(store, school, &expected_days).ok())
+                    .flatten(),
             }
         };
     let (row, children) = match level {
@@ -341,12 +381,14 @@ pub fn summary(
                 completeness: Completeness::default(),
                 suppressed: Vec::new(),
                 missing: Vec::new(),
+                five_plus_two: None,
             };
             let mut children: BTreeMap<String, Row> = BTreeMap::new();
             for (school, (info, tallies)) in &per_school {
                 let r = school_row(school, info, tallies);
                 total.tally.add(&r.tally);
                 total.completeness.add(&r.completeness);
+                add_five_plus_two(&mut total.five_plus_two, r.five_plus_two);
                 if let Level::City = level {
                     let child = children.entry(info.county.clone()).or_insert_with(|| Row {
                         level: "county",
@@ -362,9 +404,11 @@ pub fn summary(
                         completeness: Completeness::default(),
                         suppressed: Vec::new(),
                         missing: Vec::new(),
+                        five_plus_two: None,
                     });
                     child.tally.add(&r.tally);
                     child.completeness.add(&r.completeness);
+                    add_five_plus_two(&mut child.five_plus_two, r.five_plus_two);
                 } else {
                     children.insert(school.to_string(), r);
                 }
@@ -407,6 +451,7 @@ pub fn summary(
                         completeness: completeness_of(&expected_days, &by_day),
                         suppressed: Vec::new(),
                         missing: Vec::new(),
+                        five_plus_two: None,
                     };
                     let children = by_day
                         .iter()
@@ -419,6 +464,7 @@ pub fn summary(
                             completeness: completeness_of(std::slice::from_ref(d), &by_day),
                             suppressed: Vec::new(),
                             missing: Vec::new(),
+                            five_plus_two: None,
                         })
                         .collect();
                     (row, children)
@@ -436,6 +482,7 @@ pub fn summary(
                             completeness: completeness_of(&expected_days, &by_day),
                             suppressed: Vec::new(),
                             missing: Vec::new(),
+                            five_plus_two: None,
                         })
                         .collect();
                     (row, children)
