@@ -177,12 +177,18 @@ impl Upstream {
         &self,
         reports: &[schoolsync_protocol::holdings::Holdings],
     ) -> Result<(), LinkError> {
-        let url = format!("{}/v1/holdings", self.url);
-        let body = serde_json::to_vec(reports).unwrap_or_default();
-        let response = self
-            .authorise(self.http.post(&url))
+        let request = self
+            .http
+            .post(format!("{}/v1/holdings", self.url))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
+            .body(serde_json::to_vec(reports).unwrap_or_default());
+        self.send(request).await.map(|_| ())
+    }
+
+    /// Sends an authorised request; the body of a success, a [`LinkError::Refused`] otherwise.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Vec<u8>, LinkError> {
+        let response = self
+            .authorise(request)
             .send()
             .await
             .map_err(|e| self.classify(e))?;
@@ -191,22 +197,14 @@ impl Upstream {
         if !status.is_success() {
             return Err(refusal(status.as_u16(), &bytes));
         }
-        Ok(())
+        Ok(bytes.to_vec())
     }
 
     /// Fetches the city's key and revocation list (a relay's view of who may sync).
     pub async fn fetch_trust(&self) -> Result<schoolsync_protocol::auth::Trust, LinkError> {
-        let url = format!("{}/v1/trust", self.url);
-        let response = self
-            .authorise(self.http.get(&url))
-            .send()
-            .await
-            .map_err(|e| self.classify(e))?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| self.classify(e))?;
-        if !status.is_success() {
-            return Err(refusal(status.as_u16(), &bytes));
-        }
+        let bytes = self
+            .send(self.http.get(format!("{}/v1/trust", self.url)))
+            .await?;
         serde_json::from_slice(&bytes).map_err(|e| LinkError::BadData {
             doc: "trust".to_owned(),
             reason: e.to_string(),
@@ -220,19 +218,12 @@ impl Upstream {
     ) -> Result<(SyncResponse, usize, usize), LinkError> {
         let body = sync::encode(request);
         let sent = body.len();
-        let url = format!("{}/v1/sync", self.url);
-        let response = self
-            .authorise(self.http.post(&url))
+        let request = self
+            .http
+            .post(format!("{}/v1/sync", self.url))
             .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| self.classify(e))?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| self.classify(e))?;
-        if !status.is_success() {
-            return Err(refusal(status.as_u16(), &bytes));
-        }
+            .body(body);
+        let bytes = self.send(request).await?;
         Ok((sync::decode(&bytes)?, sent, bytes.len()))
     }
 

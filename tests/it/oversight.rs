@@ -100,13 +100,7 @@ impl Week {
         } else {
             self.cluster.city_url()
         };
-        let ca = std::fs::read(&self.cluster.certs.ca_cert).unwrap();
-        let client = reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-            .build()
-            .unwrap();
+        let client = self.client();
         self.cluster.rt.block_on(async {
             let r = client
                 .get(format!("{base}{path}"))
@@ -117,6 +111,17 @@ impl Week {
             let status = r.status().as_u16();
             (status, r.bytes().await.unwrap().to_vec())
         })
+    }
+
+    /// An HTTPS client trusting the cluster's CA.
+    pub fn client(&self) -> reqwest::Client {
+        let ca = std::fs::read(&self.cluster.certs.ca_cert).unwrap();
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .build()
+            .unwrap()
     }
 
     pub fn json(&self, at_relay: bool, token: &str, path: &str) -> serde_json::Value {
@@ -531,13 +536,7 @@ fn completeness_says_where_missing_days_are_stuck() {
         serde_json::json!([{ "school": B, "tier": "school", "as_of_ms": 1, "days": days, "relay_confirmed": relay_confirmed }])
     };
     let post = |token: &str, body: serde_json::Value| -> u16 {
-        let ca = std::fs::read(&w.cluster.certs.ca_cert).unwrap();
-        let client = reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-            .build()
-            .unwrap();
+        let client = w.client();
         w.cluster.rt.block_on(async {
             client
                 .post(format!("{}/v1/holdings", w.cluster.city_url()))

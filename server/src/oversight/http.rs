@@ -282,25 +282,53 @@ fn file_name(summary: &Summary, ext: &str) -> String {
     )
 }
 
+/// The two export formats.
+#[derive(Clone, Copy)]
+enum Format {
+    Csv,
+    Xlsx,
+}
+
+async fn export(
+    state: AppState,
+    headers: HeaderMap,
+    q: Result<Query<ScopeQuery>, axum::extract::rejection::QueryRejection>,
+    format: Format,
+) -> Result<Response, ApiError> {
+    let claims = authenticate_with(&state, &headers, true)?;
+    let Query(q) = q.map_err(|e| ApiError::bad("bad_query", e.body_text()))?;
+    let summary = summary_for(&state, &claims, &q).await?;
+    let (content_type, ext, body) = match format {
+        Format::Csv => (
+            "text/csv; charset=utf-8",
+            "csv",
+            super::export::csv(&summary),
+        ),
+        Format::Xlsx => (
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "xlsx",
+            super::export::xlsx(&summary, "schoolsync"),
+        ),
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}\"", file_name(&summary, ext)),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
 async fn export_csv(
     State(state): State<AppState>,
     headers: HeaderMap,
     q: Result<Query<ScopeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let claims = authenticate_with(&state, &headers, true)?;
-    let Query(q) = q.map_err(|e| ApiError::bad("bad_query", e.body_text()))?;
-    let summary = summary_for(&state, &claims, &q).await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{}\"", file_name(&summary, "csv")),
-            ),
-        ],
-        super::export::csv(&summary),
-    )
-        .into_response())
+    export(state, headers, q, Format::Csv).await
 }
 
 async fn export_xlsx(
@@ -308,23 +336,7 @@ async fn export_xlsx(
     headers: HeaderMap,
     q: Result<Query<ScopeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let claims = authenticate_with(&state, &headers, true)?;
-    let Query(q) = q.map_err(|e| ApiError::bad("bad_query", e.body_text()))?;
-    let summary = summary_for(&state, &claims, &q).await?;
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_owned(),
-            ),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{}\"", file_name(&summary, "xlsx")),
-            ),
-        ],
-        super::export::xlsx(&summary, "schoolsync"),
-    )
-        .into_response())
+    export(state, headers, q, Format::Xlsx).await
 }
 
 /// `GET /api/v1/changes?after=<seq>&limit=<n>`.
