@@ -161,6 +161,7 @@ fn agent_memory() -> Result<(), Box<dyn std::error::Error>> {
             data_dir: dir.path().join("city"),
             tls: schoolsync_server::tls::server_config(&certs.server_cert, &certs.server_key)?,
             upstream: None,
+            engine: None,
             forward_interval_ms: 1000,
         };
         Ok::<_, Box<dyn std::error::Error>>(schoolsync_server::start(settings, listener).await?)

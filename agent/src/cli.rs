@@ -83,6 +83,9 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text. 输出 JSON
     #[arg(long, global = true)]
     pub json: bool,
+    /// Storage engine of a new store (an existing store keeps its own). 新建存储所用的引擎
+    #[arg(long, global = true, env = "SCHOOLSYNC_ENGINE", value_parser = ["redb", "sled"])]
+    pub engine: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -117,6 +120,9 @@ pub enum Command {
     Status,
     /// Send and receive changes now (county relay first, then the city). 立即同步
     Sync,
+    /// Rebuild a damaged store: keep every readable change, set the damaged one aside, and let
+    /// the next sync fetch the rest from upstream. 修复损坏的数据存储
+    Repair,
     /// Keep running: sync soon after each change and every few minutes; Ctrl-C stops.
     /// 持续运行：有修改后自动同步，并定时同步
     Run {
@@ -363,6 +369,16 @@ pub fn run(cli: Cli) -> u8 {
         );
         return exit::STORE_ERROR;
     }
+    let engine = match cli.engine.as_deref() {
+        Some(name) => match name.parse::<schoolsync_store::Engine>() {
+            Ok(e) => Some(e),
+            Err(e) => {
+                eprintln!("{e}");
+                return exit::USAGE;
+            }
+        },
+        None => config.engine,
+    };
     let actor = Actor { clerk, machine };
     let out = Output {
         lang,
@@ -372,7 +388,7 @@ pub fn run(cli: Cli) -> u8 {
         let store_dir = data_dir.join("store");
         let open = || -> Result<Agent, AppError> {
             Ok(Agent::new(
-                open_store(&store_dir, lang)?,
+                open_store(&store_dir, lang, engine)?,
                 config.clone(),
                 actor.clone(),
             ))
@@ -404,7 +420,16 @@ pub fn run(cli: Cli) -> u8 {
             Err(e) => report_error(&e, lang),
         };
     }
-    let store = match open_store(&data_dir.join("store"), lang) {
+    if let Command::Repair = cli.command {
+        return match crate::repair::repair(&data_dir.join("store"), engine) {
+            Ok(report) => {
+                report.print(lang, cli.json);
+                exit::OK
+            }
+            Err(e) => report_error(&AppError::Store(e), lang),
+        };
+    }
+    let store = match open_store(&data_dir.join("store"), lang, engine) {
         Ok(s) => s,
         Err(e) => return report_error(&e, lang),
     };
@@ -421,7 +446,11 @@ pub fn run(cli: Cli) -> u8 {
 pub const LOCK_WAIT_MS: u64 = 20_000;
 
 /// Opens the store, waiting while another agent process (a `run` round) holds it.
-fn open_store(dir: &std::path::Path, lang: Lang) -> Result<DocStore, AppError> {
+fn open_store(
+    dir: &std::path::Path,
+    lang: Lang,
+    engine: Option<schoolsync_store::Engine>,
+) -> Result<DocStore, AppError> {
     let wait_ms = std::env::var("SCHOOLSYNC_LOCK_WAIT_MS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -429,7 +458,8 @@ fn open_store(dir: &std::path::Path, lang: Lang) -> Result<DocStore, AppError> {
     let started = std::time::Instant::now();
     let mut told = false;
     loop {
-        match DocStore::open(dir) {
+        // The agent's store is small: check all of it on open where the engine can (redb).
+        match DocStore::open_with(dir, engine, true) {
             Err(schoolsync_store::StoreError::Kv(schoolsync_store::KvError::Locked { .. }))
                 if (started.elapsed().as_millis() as u64) < wait_ms =>
             {
@@ -481,6 +511,7 @@ fn report_error(e: &AppError, lang: Lang) -> u8 {
         AppError::Refused(_) | AppError::ImportRefused(_) => exit::REFUSED,
         AppError::FileUnreadable { .. } => exit::INPUT_ERROR,
         AppError::Store(StoreError::Kv(KvError::Locked { .. })) => exit::STORE_LOCKED,
+        AppError::Store(StoreError::Kv(KvError::EngineMismatch { .. })) => exit::INPUT_ERROR,
         AppError::Store(_) => exit::STORE_ERROR,
         AppError::NoUpstream => exit::NOT_INITIALISED,
         AppError::SyncFailed { .. } => exit::SYNC_FAILED,
@@ -858,7 +889,7 @@ fn execute(agent: &Agent, command: Command, out: &Output) -> Result<(), AppError
             }
         }
         Command::Sync => sync_command(agent, out)?,
-        Command::Run { .. } => {} // Handled before the store is opened.
+        Command::Run { .. } | Command::Repair => {} // Handled before the store is opened.
     }
     Ok(())
 }

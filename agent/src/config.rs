@@ -28,6 +28,10 @@ pub struct Config {
     pub counties: CountyTable,
     /// Homework, after-school and illness-cluster limits: national defaults, stricter per county.
     pub rules: RulesConfig,
+    /// Storage engine of a new store, `redb` or `sled`. Default: `--engine`, then the
+    /// `SCHOOLSYNC_ENGINE` variable, then redb. An existing store keeps the engine it was made
+    /// with; naming another one is refused.
+    pub engine: Option<schoolsync_store::Engine>,
 }
 
 impl Default for Config {
@@ -38,6 +42,7 @@ impl Default for Config {
             province: PROVINCE_HEBEI.to_owned(),
             counties: CountyTable::default(),
             rules: RulesConfig::default(),
+            engine: None,
         }
     }
 }

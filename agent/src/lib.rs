@@ -3,10 +3,12 @@
 //!
 //! Reading order: storage comes from `schoolsync-store`; [`app`] (user actions and readings) → [`import`] (CSV) → [`cli`] (arguments, output,
 //! exit codes). Rules and the document layout come from `schoolsync-protocol`.
-//! [`sync`] sends the documents upstream (relay first, city as fallback).
+//! [`sync`] sends the documents upstream (relay first, city as fallback); [`repair`] rebuilds a
+//! damaged store.
 
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod import;
+pub mod repair;
 pub mod sync;

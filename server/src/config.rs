@@ -16,6 +16,7 @@ use serde::Deserialize;
 /// county = "130821"
 /// upstream = "https://city.example:8443"
 /// ca = "/etc/schoolsync/ca.pem"
+/// engine = "redb"
 /// ```
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -37,6 +38,9 @@ pub struct FileConfig {
     pub ca: Option<PathBuf>,
     /// Relay: how often to check in with the city when idle, ms. Default 30000.
     pub forward_interval_ms: Option<u64>,
+    /// Storage engine of a new store, `redb` or `sled`. Default redb; an existing store keeps
+    /// the engine it was made with.
+    pub engine: Option<schoolsync_store::Engine>,
 }
 
 impl FileConfig {

@@ -33,6 +33,9 @@ pub struct Settings {
     /// The city, for a relay.
     pub upstream: Option<Upstream>,
     pub forward_interval_ms: u64,
+    /// Storage engine of a new store; an existing store keeps its own (another is refused).
+    /// `None`: the recorded engine, else `schoolsync_store::DEFAULT_ENGINE`.
+    pub engine: Option<schoolsync_store::Engine>,
 }
 
 /// A started node; [`Running::stop`] shuts it down gracefully.
@@ -58,9 +61,12 @@ pub enum StartError {
 /// Opens the store and serves on `listener` (already bound: tests use `127.0.0.1:0`).
 pub async fn start(settings: Settings, listener: TcpListener) -> Result<Running, StartError> {
     let store_dir = settings.data_dir.join("store");
-    let store = DocStore::open(&store_dir).map_err(|source| StartError::Store {
-        path: store_dir.display().to_string(),
-        source,
+    // No whole-file check on open: a city's store is large; documents are verified on load.
+    let store = DocStore::open_with(&store_dir, settings.engine, false).map_err(|source| {
+        StartError::Store {
+            path: store_dir.display().to_string(),
+            source,
+        }
     })?;
     let node = Arc::new(Node::new(settings.role.clone(), store));
     let committed = Arc::new(tokio::sync::Notify::new());

@@ -85,6 +85,9 @@ struct Common {
     /// Server private key (PEM).
     #[arg(long)]
     tls_key: Option<PathBuf>,
+    /// Storage engine of a new store (an existing store keeps its own; default redb).
+    #[arg(long, env = "SCHOOLSYNC_ENGINE", value_parser = ["redb", "sled"])]
+    engine: Option<String>,
 }
 
 /// Threads for blocking work (document applies, store flushes).
@@ -174,7 +177,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             )
         }
     };
+    let engine = match common.engine {
+        Some(name) => Some(name.parse().map_err(|e: String| anyhow!(e))?),
+        None => file.engine,
+    };
     let settings = Settings {
+        engine,
         role,
         data_dir,
         tls,

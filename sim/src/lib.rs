@@ -313,6 +313,7 @@ async fn start_servers(
             tls: tls.clone(),
             upstream: None,
             forward_interval_ms,
+            engine: None,
         },
         listener,
     )
@@ -332,6 +333,7 @@ async fn start_servers(
                     tls: tls.clone(),
                     upstream: Some(upstream),
                     forward_interval_ms,
+                    engine: None,
                 },
                 listener,
             )

@@ -1,9 +1,9 @@
 //! The narrow storage trait the agent's document store stands on, and its sled engine.
 //!
 //! Four operations (get, put, atomic batch, prefix scan) plus `flush`, which returns only when
-//! everything written before it is on disk. The trait exists so a second engine (redb, planned in
-//! the reliability issue) can be compared behind the same calls. This module knows nothing of
-//! documents; for that see `store`.
+//! everything written before it is on disk. The trait exists so engines can be compared behind the
+//! same calls: redb is the other one (`kv_redb`), and `engine` picks one per store directory.
+//! This module knows nothing of documents; for that see `docs`.
 
 use std::path::{Path, PathBuf};
 
@@ -13,13 +13,37 @@ pub enum KvError {
     /// Another process holds the store (sled locks its files): most likely a running agent.
     #[error("the store at {path} is in use by another process")]
     Locked { path: PathBuf },
+    /// The engine found its files damaged (a checksum or structure check failed).
+    #[error("the store at {path} is damaged: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    /// The store was created with another engine than the one asked for.
+    #[error("the store at {path} was created with the {recorded} engine, not {requested}")]
+    EngineMismatch {
+        path: PathBuf,
+        recorded: String,
+        requested: String,
+    },
     #[error("storage engine error: {0}")]
     Engine(String),
 }
 
+impl KvError {
+    /// Whether the error is the disk running out of space (the write failed; nothing written).
+    pub fn is_disk_full(&self) -> bool {
+        let text = self.to_string();
+        text.contains("No space left") || text.contains("os error 28")
+    }
+}
+
 impl From<sled::Error> for KvError {
     fn from(e: sled::Error) -> Self {
-        KvError::Engine(e.to_string())
+        match e {
+            sled::Error::Corruption { at, .. } => KvError::Corrupt {
+                path: PathBuf::new(),
+                reason: format!("sled found corruption at {at:?}"),
+            },
+            other => KvError::Engine(other.to_string()),
+        }
     }
 }
 
@@ -79,18 +103,31 @@ impl SledKv {
     }
 
     fn open_once(dir: &Path) -> Result<SledKv, KvError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(SLED_CACHE_BYTES)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    KvError::Locked {
-                        path: dir.to_owned(),
-                    }
+        // sled may panic on a damaged file: report it as damage, not as a crash.
+        let opened = std::panic::catch_unwind(|| {
+            sled::Config::new()
+                .path(dir)
+                .cache_capacity(SLED_CACHE_BYTES)
+                .open()
+        })
+        .map_err(|_| KvError::Corrupt {
+            path: dir.to_owned(),
+            reason: "the engine panicked while opening the store".to_owned(),
+        })?;
+        let db = opened.map_err(|e| match e {
+            sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                KvError::Locked {
+                    path: dir.to_owned(),
                 }
-                other => KvError::from(other),
-            })?;
+            }
+            other => match KvError::from(other) {
+                KvError::Corrupt { reason, .. } => KvError::Corrupt {
+                    path: dir.to_owned(),
+                    reason,
+                },
+                other => other,
+            },
+        })?;
         Ok(SledKv { db })
     }
 }
@@ -206,8 +243,9 @@ mod tests {
     #[test]
     fn batch_scan_and_lock() {
         let dir = tempfile::tempdir().unwrap();
-        let sled = SledKv::open(dir.path()).unwrap();
-        for kv in [&sled as &dyn Kv, &MemKv::default()] {
+        let sled = SledKv::open(&dir.path().join("sled")).unwrap();
+        let redb = crate::kv_redb::RedbKv::open(&dir.path().join("redb"), true).unwrap();
+        for kv in [&sled as &dyn Kv, &redb, &MemKv::default()] {
             check_engine(kv);
         }
     }

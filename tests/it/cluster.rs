@@ -110,6 +110,7 @@ impl Cluster {
                 .upstream
                 .as_ref()
                 .map(|u| Upstream::new(u, Some(&ca)).unwrap()),
+            engine: None,
             forward_interval_ms: TEST_FORWARD_INTERVAL_MS,
         };
         let addr = slot.addr;
