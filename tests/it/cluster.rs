@@ -173,7 +173,22 @@ impl Cluster {
         classes: usize,
         upstreams: &[String],
     ) -> School {
+        self.school_on(None, school, county, classes, upstreams)
+    }
+
+    /// [`Cluster::school`] with its store on `engine` (`sled` or `redb`; `None`: the default).
+    pub fn school_on(
+        &self,
+        engine: Option<&str>,
+        school: &str,
+        county: &str,
+        classes: usize,
+        upstreams: &[String],
+    ) -> School {
         let s = School::empty();
+        if let Some(engine) = engine {
+            s.file("agent.toml", format!("engine = \"{engine}\"\n").as_bytes());
+        }
         let mut args = vec![
             "init",
             "--school",

@@ -14,3 +14,4 @@ mod crash;
 mod import_csv;
 mod proxy;
 mod sync_stories;
+mod torture;
