@@ -10,6 +10,7 @@ mod harness;
 
 mod city;
 mod clerk_day;
+mod corruption;
 mod crash;
 mod import_csv;
 mod proxy;
