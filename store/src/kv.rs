@@ -23,6 +23,13 @@ pub enum KvError {
         recorded: String,
         requested: String,
     },
+    /// Too little free space to write safely; nothing was written.
+    #[error("no space left on the disk of {path}: {available} bytes free, {needed} needed")]
+    DiskFull {
+        path: PathBuf,
+        available: u64,
+        needed: u64,
+    },
     #[error("storage engine error: {0}")]
     Engine(String),
 }
@@ -30,6 +37,9 @@ pub enum KvError {
 impl KvError {
     /// Whether the error is the disk running out of space (the write failed; nothing written).
     pub fn is_disk_full(&self) -> bool {
+        if matches!(self, KvError::DiskFull { .. }) {
+            return true;
+        }
         let text = self.to_string();
         text.contains("No space left") || text.contains("os error 28")
     }
@@ -79,9 +89,17 @@ pub const SLED_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 /// How long [`SledKv::open`] retries a lock held by this process's just-closed store.
 pub const RELOCK_WAIT_MS: u64 = 1_000;
 
+/// Free space [`SledKv`] requires before it writes. sled 0.34 leaves a store it cannot reopen
+/// when a write runs out of space (the disk-full torture test found it), so sled writes are
+/// refused while less than this is free: two of sled's 512 KiB segments, the most one small
+/// batch can make it allocate. A guard, not a guarantee: another program may fill the disk
+/// between the check and the write (redb needs no guard: its failed commit changes nothing).
+pub const SLED_SPACE_RESERVE_BYTES: u64 = 1024 * 1024;
+
 /// The sled 0.34 engine.
 pub struct SledKv {
     db: sled::Db,
+    dir: PathBuf,
 }
 
 impl SledKv {
@@ -103,6 +121,17 @@ impl SledKv {
     }
 
     fn open_once(dir: &Path) -> Result<SledKv, KvError> {
+        // sled writes while it opens (recovery, a fresh segment): on a full disk that is what
+        // damages the store, so the space check comes first here too.
+        if let Ok(available) = fs2::available_space(dir) {
+            if available < SLED_SPACE_RESERVE_BYTES {
+                return Err(KvError::DiskFull {
+                    path: dir.to_owned(),
+                    available,
+                    needed: SLED_SPACE_RESERVE_BYTES,
+                });
+            }
+        }
         // sled may panic on a damaged file: report it as damage, not as a crash.
         let opened = std::panic::catch_unwind(|| {
             sled::Config::new()
@@ -128,7 +157,25 @@ impl SledKv {
                 other => other,
             },
         })?;
-        Ok(SledKv { db })
+        Ok(SledKv {
+            db,
+            dir: dir.to_owned(),
+        })
+    }
+}
+
+impl SledKv {
+    /// Refuses a write while less than [`SLED_SPACE_RESERVE_BYTES`] are free.
+    fn check_space(&self) -> Result<(), KvError> {
+        match fs2::available_space(&self.dir) {
+            Ok(available) if available < SLED_SPACE_RESERVE_BYTES => Err(KvError::DiskFull {
+                path: self.dir.clone(),
+                available,
+                needed: SLED_SPACE_RESERVE_BYTES,
+            }),
+            // A file system that cannot say is not refused.
+            _ => Ok(()),
+        }
     }
 }
 
@@ -138,11 +185,13 @@ impl Kv for SledKv {
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
+        self.check_space()?;
         self.db.insert(key, value)?;
         Ok(())
     }
 
     fn batch(&self, ops: Vec<Op>) -> Result<(), KvError> {
+        self.check_space()?;
         let mut batch = sled::Batch::default();
         for op in ops {
             match op {

@@ -12,6 +12,7 @@ mod city;
 mod clerk_day;
 mod corruption;
 mod crash;
+mod disk_full;
 mod import_csv;
 mod proxy;
 mod sync_stories;
