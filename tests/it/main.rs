@@ -13,6 +13,7 @@ mod clerk_day;
 mod corruption;
 mod crash;
 mod disk_full;
+mod fuzz;
 mod import_csv;
 mod proxy;
 mod sync_stories;
