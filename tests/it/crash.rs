@@ -33,6 +33,10 @@ impl Lcg {
         Lcg(seed)
     }
 
+    pub fn new(seed: u64) -> Lcg {
+        Lcg(seed)
+    }
+
     pub fn below(&mut self, n: u64) -> u64 {
         self.0 = self
             .0

@@ -15,6 +15,7 @@ mod crash;
 mod disk_full;
 mod fuzz;
 mod import_csv;
+mod net_faults;
 mod proxy;
 mod sync_stories;
 mod torture;
