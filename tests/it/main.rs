@@ -10,6 +10,7 @@ mod harness;
 
 mod city;
 mod clerk_day;
+mod convergence;
 mod corruption;
 mod crash;
 mod disk_full;
