@@ -252,13 +252,14 @@ fn apply(world: &mut World, op: &Op) {
 
 /// Everything a replica holds for the school: every document's heads, and the month's records
 /// with the totals the city reports (expected, present, sick over every record).
-fn state(
-    store: &DocStore,
-) -> (
+/// A replica's heads per document, its month's records as text, and its totals.
+type State = (
     Vec<(DocId, Vec<automerge::ChangeHash>)>,
     String,
     (u32, u32, u32),
-) {
+);
+
+fn state(store: &DocStore) -> State {
     let index = store.index("").unwrap();
     let loaded = store.load(&month()).unwrap();
     if !loaded.exists() {
