@@ -314,7 +314,7 @@ fn system_lang() -> Lang {
 }
 
 fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    crate::clock::now_ms()
 }
 
 fn default_data_dir() -> PathBuf {

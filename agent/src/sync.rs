@@ -209,7 +209,7 @@ pub async fn run_loop(
             let last_change = agent.store.meta("last_change")?;
             let changed = last_change != synced_change;
             if (changed && backoff_ms == 0) || Instant::now() >= next_sync {
-                let now = chrono::Utc::now().timestamp_millis();
+                let now = crate::clock::now_ms();
                 match sync_now(&agent, now, lang, &mut |_| {}).await {
                     Ok(outcome) => {
                         backoff_ms = 0;

@@ -10,6 +10,7 @@ mod harness;
 
 mod city;
 mod clerk_day;
+mod clock_skew;
 mod convergence;
 mod corruption;
 mod crash;
