@@ -165,3 +165,88 @@ pub fn salvage(old: &dyn Kv, new: &DocStore) -> Result<Salvaged, StoreError> {
     new.write_raw(ops)?;
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::MemKv;
+    use schoolsync_protocol::doc::{commit, put_attendance, read_month, CommitMeta};
+    use schoolsync_protocol::ids::{parse_date, Month, SchoolId};
+    use schoolsync_protocol::records::{Attendance, Day};
+
+    fn id(month: u32) -> DocId {
+        let school: SchoolId = "2113000001".parse().unwrap();
+        DocId::records(&school, Month { year: 2026, month })
+    }
+
+    fn record(month: u32, day: u32) -> Attendance {
+        Attendance {
+            date: Day(parse_date(&format!("2026-{month:02}-{day:02}")).unwrap()),
+            class: "3-1".parse().unwrap(),
+            expected: 40,
+            present: 40,
+            sick: 0,
+            personal: 0,
+            other: 0,
+            symptoms: Default::default(),
+        }
+    }
+
+    /// Two months: October's last change is damaged, November is intact. Salvage keeps all of
+    /// November, October but its damaged change, and the metadata; nothing confirmed upstream.
+    #[test]
+    fn keeps_every_readable_change_and_resets_confirmations() {
+        let store = DocStore::with_kv(Box::new(MemKv::default()));
+        let meta = CommitMeta {
+            school: "2113000001".into(),
+            clerk: "c".into(),
+            machine: "m".into(),
+            action: "t".into(),
+        };
+        for month in [10, 11] {
+            for day in 1..=3 {
+                let mut loaded = store.load(&id(month)).unwrap();
+                put_attendance(&mut loaded.doc, &record(month, day)).unwrap();
+                commit(&mut loaded.doc, &meta, 1);
+                store
+                    .commit(
+                        &mut [&mut loaded],
+                        vec![DocStore::meta_op("school", "2113000001")],
+                    )
+                    .unwrap();
+            }
+        }
+        store
+            .write_raw(vec![Op::Put(b"a/link/x".to_vec(), vec![1; 32])])
+            .unwrap();
+        // Damage October's last change (the lexically last increment key of that document).
+        let (key, mut value) = store
+            .scan_raw(format!("d/{}/c/", id(10)).as_bytes())
+            .unwrap()
+            .into_iter()
+            .max_by_key(|(k, _)| k.clone())
+            .unwrap();
+        let last = value.len() - 1;
+        value[last] ^= 0xff;
+        store.write_raw(vec![Op::Put(key, value)]).unwrap();
+        assert!(store.load(&id(10)).is_err());
+
+        let fresh = DocStore::with_kv(Box::new(MemKv::default()));
+        // `salvage` reads through the `Kv` trait: give it the damaged store's entries.
+        let old = MemKv::default();
+        for (k, v) in store.scan_raw(b"").unwrap() {
+            old.put(&k, &v).unwrap();
+        }
+        let report = salvage(&old, &fresh).unwrap();
+        assert!(report.readable);
+        assert_eq!(report.meta, 1);
+        assert_eq!(report.documents, 2);
+        assert_eq!(report.changes_lost + report.orphans, 1, "{report:?}");
+        let nov = read_month(&fresh.load(&id(11)).unwrap().doc).unwrap();
+        assert_eq!(nov.attendance.len(), 3);
+        let oct = read_month(&fresh.load(&id(10)).unwrap().doc).unwrap();
+        assert!(oct.attendance.len() >= 2, "{:?}", oct.attendance.keys());
+        assert!(fresh.scan_raw(b"a/").unwrap().is_empty());
+        assert_eq!(fresh.meta("school").unwrap().as_deref(), Some("2113000001"));
+    }
+}
