@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use schoolsync_protocol::Lang;
-use schoolsync_store::engine::{open_kv, recorded};
+use schoolsync_store::engine::{open_engine, recorded};
 use schoolsync_store::kv::KvError;
 use schoolsync_store::salvage::{salvage, Salvaged};
 use schoolsync_store::{DocStore, Engine, StoreError, DEFAULT_ENGINE};
@@ -92,8 +92,8 @@ pub fn repair(store_dir: &Path, engine: Option<Engine>) -> Result<RepairReport, 
     let had = recorded(store_dir).unwrap_or(None);
     let target = engine.or(had).unwrap_or(DEFAULT_ENGINE);
     // 1. Open the damaged store without the whole-file check; a lock is a running agent.
-    let old = match open_kv(store_dir, had.or(Some(target)), false) {
-        Ok((kv, _)) => Some(kv),
+    let old = match open_engine(store_dir, had.unwrap_or(target), false) {
+        Ok(kv) => Some(kv),
         Err(e @ KvError::Locked { .. }) => return Err(StoreError::Kv(e)),
         Err(_) => None,
     };

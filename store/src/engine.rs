@@ -1,10 +1,11 @@
 //! Which storage engine a store directory uses, and opening it.
 //!
 //! A store is always reopened with the engine it was created with: the choice is written into
-//! the directory ([`ENGINE_FILE`]) before the engine creates its files, and asking for another
+//! the directory ([`ENGINE_FILE`]) once the engine has created its files, and asking for another
 //! engine later is refused ([`KvError::EngineMismatch`]) rather than silently starting an empty
 //! store beside the old one. A sled store made before the file existed is recognised by its
-//! files. The default for new stores is [`DEFAULT_ENGINE`]; README ("Storage engine") and
+//! files. Both engines take an empty data file for a new store; [`SENTINEL_KEY`] tells a store
+//! that lost its data file from a new one. The default for new stores is [`DEFAULT_ENGINE`]; README ("Storage engine") and
 //! BENCHMARKS.md give the evidence behind it.
 
 use std::io::Write;
@@ -17,6 +18,11 @@ use crate::kv_redb::{RedbKv, REDB_FILE};
 
 /// The file inside the store directory naming its engine (`sled` or `redb`, one line).
 pub const ENGINE_FILE: &str = "engine";
+
+/// A key every store holds from its creation on. Engines take an empty or missing data file for a
+/// new, empty store; a store whose engine file exists but which lacks this key has lost its data
+/// file (truncated to nothing, deleted, replaced) and is damage, not a fresh start.
+pub const SENTINEL_KEY: &[u8] = b"m/~store";
 
 /// The engine of new stores when none is asked for.
 pub const DEFAULT_ENGINE: Engine = Engine::Redb;
@@ -85,7 +91,8 @@ pub fn recorded(dir: &Path) -> Result<Option<Engine>, KvError> {
     }
 }
 
-/// Writes the engine file durably (file and directory synced) before the engine makes its own.
+/// Writes the engine file durably (file and directory synced), once the engine's own files hold
+/// the store's sentinel.
 fn record(dir: &Path, engine: Engine) -> Result<(), KvError> {
     std::fs::create_dir_all(dir).map_err(io)?;
     let tmp = dir.join(format!("{ENGINE_FILE}.tmp"));
@@ -100,6 +107,16 @@ fn record(dir: &Path, engine: Engine) -> Result<(), KvError> {
     Ok(())
 }
 
+/// Opens `engine`'s files in `dir` as they are: no engine file, no sentinel check. For reading a
+/// damaged store (`repair`); everything else goes through [`open_kv`].
+pub fn open_engine(dir: &Path, engine: Engine, verify: bool) -> Result<Box<dyn Kv>, KvError> {
+    std::fs::create_dir_all(dir).map_err(io)?;
+    Ok(match engine {
+        Engine::Sled => Box::new(SledKv::open(dir)?),
+        Engine::Redb => Box::new(RedbKv::open(dir, verify)?),
+    })
+}
+
 /// Opens the store in `dir` with the engine it was created with; a new store gets `requested`
 /// or [`DEFAULT_ENGINE`]. A `requested` engine other than the recorded one is refused. With
 /// `verify`, an engine that can check its whole file on open (redb) does so.
@@ -108,6 +125,7 @@ pub fn open_kv(
     requested: Option<Engine>,
     verify: bool,
 ) -> Result<(Box<dyn Kv>, Engine), KvError> {
+    let established = dir.join(ENGINE_FILE).exists();
     let engine = match (recorded(dir)?, requested) {
         (Some(have), Some(want)) if have != want => {
             return Err(KvError::EngineMismatch {
@@ -116,22 +134,25 @@ pub fn open_kv(
                 requested: want.to_string(),
             })
         }
-        (Some(have), _) => {
-            if !dir.join(ENGINE_FILE).exists() {
-                record(dir, have)?;
-            }
-            have
-        }
-        (None, want) => {
-            let engine = want.unwrap_or(DEFAULT_ENGINE);
-            record(dir, engine)?;
-            engine
-        }
+        (Some(have), _) => have,
+        (None, want) => want.unwrap_or(DEFAULT_ENGINE),
     };
-    let kv: Box<dyn Kv> = match engine {
-        Engine::Sled => Box::new(SledKv::open(dir)?),
-        Engine::Redb => Box::new(RedbKv::open(dir, verify)?),
-    };
+    let kv = open_engine(dir, engine, verify)?;
+    if established {
+        if kv.get(SENTINEL_KEY)?.is_none() {
+            return Err(KvError::Corrupt {
+                path: dir.to_owned(),
+                reason: "the store's data file is missing, empty or cut short".to_owned(),
+            });
+        }
+    } else {
+        // A new store, or one made before the engine file: mark it, then record the engine.
+        // A crash in between leaves engine files without the engine file: recognised by
+        // `recorded`, and marked again on the next open.
+        kv.put(SENTINEL_KEY, engine.name().as_bytes())?;
+        kv.flush()?;
+        record(dir, engine)?;
+    }
     Ok((kv, engine))
 }
 
@@ -168,6 +189,48 @@ mod tests {
         let (_, got) = open_kv(dir.path(), None, true).unwrap();
         assert_eq!(got, Engine::Sled);
         assert!(dir.path().join(ENGINE_FILE).exists());
+    }
+
+    /// Regression (corruption torture, seed 1795962887462118685): a redb file cut short was a
+    /// bare I/O error. Every truncation of redb's file is damage, never an empty store or a
+    /// generic error. sled recovers the longest valid prefix of its log, so a cut inside it opens
+    /// with the later writes silently gone (README, "Storage engine"); only a data file cut to
+    /// nothing is caught for sled, by the sentinel.
+    #[test]
+    fn a_truncated_store_is_damaged_for_both_engines() {
+        for engine in Engine::ALL {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let (kv, _) = open_kv(dir.path(), Some(engine), true).unwrap();
+                for i in 0..200u32 {
+                    kv.put(format!("d/{i:04}").as_bytes(), &[7; 300]).unwrap();
+                }
+                kv.flush().unwrap();
+            }
+            // sled releases its lock from a background thread.
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let file = match engine {
+                Engine::Sled => dir.path().join("db"),
+                Engine::Redb => dir.path().join(REDB_FILE),
+            };
+            let pristine = std::fs::read(&file).unwrap();
+            let used = pristine.iter().rposition(|b| *b != 0).unwrap() + 1;
+            let cuts = match engine {
+                Engine::Sled => vec![0],
+                Engine::Redb => vec![0, 10, 100, 512, 4096, used / 2, used - 1],
+            };
+            for cut in cuts {
+                std::fs::write(&file, &pristine[..cut.min(pristine.len())]).unwrap();
+                match open_kv(dir.path(), None, true) {
+                    Err(KvError::Corrupt { .. }) => {}
+                    Err(e) => panic!("{engine} cut at {cut}: {e}"),
+                    Ok((kv, _)) => {
+                        let n = kv.scan_prefix(b"d/").map(|v| v.len());
+                        panic!("{engine} cut at {cut} of {used}: opened with {n:?} entries")
+                    }
+                }
+            }
+        }
     }
 
     #[test]

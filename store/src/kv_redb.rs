@@ -42,6 +42,14 @@ fn storage(path: &Path, e: redb::StorageError) -> KvError {
             path: path.to_owned(),
             reason,
         },
+        // A file shorter than its own header says: truncated (the corruption torture found
+        // this reported as a bare I/O error, without the advice to repair).
+        redb::StorageError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            KvError::Corrupt {
+                path: path.to_owned(),
+                reason: format!("the file is truncated ({io})"),
+            }
+        }
         other => engine(other),
     }
 }
