@@ -191,3 +191,46 @@ fn repair_and_sync(school: &School, cluster: &Cluster, expected: (u64, u64, u64)
     school.agent(&["sync"]).ok();
     assert_eq!(school.counts(), expected, "after repair: {report}");
 }
+
+/// `repair --engine redb` moves a sled store to redb with every record, and the moved store then
+/// refuses `--engine sled` (exit 7) with a message naming both engines.
+#[test]
+fn repair_moves_a_sled_store_to_redb() {
+    let school = School::with_classes(3);
+    // `with_classes` made the store on the default engine; start again on sled.
+    std::fs::remove_dir_all(school.data_dir().join("store")).unwrap();
+    school.file("agent.toml", b"engine = \"sled\"\n");
+    school
+        .agent(&[
+            "init", "--school", SCHOOL, "--county", COUNTY, "--name", "x",
+        ])
+        .ok();
+    let path = school.file("classes.csv", classes_csv(3).as_bytes());
+    school
+        .agent(&["import", "classes", path.to_str().unwrap()])
+        .ok();
+    let days = school_days("2026-11-02", 5);
+    let path = school.file("week.csv", attendance_csv(3, &days).as_bytes());
+    school
+        .agent(&["import", "attendance", path.to_str().unwrap()])
+        .ok();
+    std::fs::remove_file(school.data_dir().join("agent.toml")).unwrap();
+    let before = school.counts();
+    let report = school
+        .agent(&["repair", "--engine", "redb", "--json"])
+        .ok()
+        .json();
+    assert_eq!(report["engine"], "redb", "{report}");
+    assert_eq!(
+        std::fs::read_to_string(school.data_dir().join("store/engine")).unwrap(),
+        "redb\n"
+    );
+    assert_eq!(school.counts(), before);
+    let refused = school.agent(&["list", "--engine", "sled"]);
+    assert_eq!(refused.code, 7, "{refused:?}");
+    assert!(
+        refused.stderr.contains("redb") && refused.stderr.contains("sled"),
+        "{}",
+        refused.stderr
+    );
+}

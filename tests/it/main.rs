@@ -16,6 +16,7 @@ mod corruption;
 mod crash;
 mod disk_full;
 mod fuzz;
+mod fuzz_run;
 mod import_csv;
 mod net_faults;
 mod proxy;
