@@ -26,12 +26,21 @@ fn tmpfs_dir() -> Option<PathBuf> {
     Some(dir)
 }
 
+/// The most the test writes to fill the disk: `SCHOOLSYNC_TMPFS_DIR` must be a small file system
+/// (CI's is 2 MiB), never a real disk the test would fill for everyone.
+const FILL_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
 /// Writes zeros into `path` until the disk is full; returns the bytes written.
 fn fill(path: &std::path::Path) -> u64 {
     let mut file = std::fs::File::create(path).unwrap();
     let chunk = vec![0u8; 16 * 1024];
     let mut written = 0;
     loop {
+        if written > FILL_BYTES_MAX {
+            drop(file);
+            let _ = std::fs::remove_file(path);
+            panic!("SCHOOLSYNC_TMPFS_DIR holds more than {FILL_BYTES_MAX} bytes free: use a small tmpfs");
+        }
         match file.write(&chunk) {
             Ok(0) => break,
             Ok(n) => written += n as u64,
