@@ -1,5 +1,7 @@
-//! Store benchmark: import time and size on disk for one school month and one term, and load
-//! time and peak memory of one month document. Run: `cargo bench -p schoolsync-agent --bench store`.
+//! Store benchmark: import time and size on disk for one school month and one term, open time,
+//! the latency of one record, and load time and peak memory of one month document, on each
+//! storage engine. Run: `cargo bench -p schoolsync-agent --bench store` (`-- sled` or `-- redb`
+//! for one engine).
 //!
 //! A school month is 30 classes x 22 school days x the three records (one homework item per
 //! class-day); a term is 90 school days. Figures go to stdout; nothing is asserted (machines are
@@ -13,15 +15,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use chrono::NaiveDate;
+use schoolsync_agent::app::NewRecord;
 use schoolsync_agent::app::{Actor, Agent};
 use schoolsync_agent::config::Config;
 use schoolsync_agent::import::{self, Kind};
 use schoolsync_protocol::doc;
 use schoolsync_protocol::ids::{DocId, Month};
+use schoolsync_protocol::records::{Attendance, Day};
 use schoolsync_protocol::Lang;
 use schoolsync_sim::measure::{dir_bytes, rss_kib};
 use schoolsync_sim::school_days_from as school_days;
-use schoolsync_store::DocStore;
+use schoolsync_store::{DocStore, Engine};
 
 struct Counting;
 
@@ -76,7 +80,11 @@ fn sheets(days: &[NaiveDate]) -> [(Kind, String); 4] {
     ]
 }
 
-fn run(label: &str, days: usize) -> Result<(), Box<dyn std::error::Error>> {
+/// Records written one at a time (one command each) to time a single record.
+const SINGLE_RECORDS: usize = 40;
+
+fn run(engine: Engine, label: &str, days: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let label = format!("{engine} {label}");
     let dir = tempfile::tempdir()?;
     let store_dir = dir.path().join("store");
     let start_day = NaiveDate::from_ymd_opt(2026, 9, 1).ok_or("date")?;
@@ -84,7 +92,7 @@ fn run(label: &str, days: usize) -> Result<(), Box<dyn std::error::Error>> {
     let months: std::collections::BTreeSet<Month> = days.iter().map(|d| Month::of(*d)).collect();
     {
         let agent = Agent::new(
-            DocStore::open(&store_dir)?,
+            DocStore::open_with(&store_dir, Some(engine), true)?,
             Config::default(),
             Actor {
                 clerk: "bench".into(),
@@ -113,7 +121,7 @@ fn run(label: &str, days: usize) -> Result<(), Box<dyn std::error::Error>> {
             doc_bytes += agent.store.doc_size(&id)?.0;
         }
         println!(
-            "{label}: {records} records in {} documents imported in {:.2} s ({:.0} records/s); documents {} KiB; store on disk {} KiB (sled size_on_disk {} KiB)",
+            "{label}: {records} records in {} documents imported in {:.2} s ({:.0} records/s); documents {} KiB; store on disk {} KiB (engine size_on_disk {} KiB)",
             months.len() + 1,
             elapsed.as_secs_f64(),
             records as f64 / elapsed.as_secs_f64(),
@@ -122,8 +130,55 @@ fn run(label: &str, days: usize) -> Result<(), Box<dyn std::error::Error>> {
             agent.store.size_on_disk()? / 1024,
         );
     }
+    // Open (the agent checks the whole store on open where the engine can), then single
+    // records as a clerk enters them: each one its own flushed commit.
+    let started = Instant::now();
+    let store = DocStore::open_with(&store_dir, Some(engine), true)?;
+    let open_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let agent = Agent::new(
+        store,
+        Config::default(),
+        Actor {
+            clerk: "bench".into(),
+            machine: "bench".into(),
+        },
+    );
+    let profile = agent.profile()?;
+    let class = profile
+        .classes
+        .values()
+        .next()
+        .ok_or("no class")?
+        .class
+        .clone();
+    let mut latencies = Vec::new();
+    for day in school_days(
+        NaiveDate::from_ymd_opt(2027, 3, 1).ok_or("date")?,
+        SINGLE_RECORDS,
+    ) {
+        let record = Attendance {
+            date: Day(day),
+            class: class.clone(),
+            expected: 45,
+            present: 45,
+            sick: 0,
+            personal: 0,
+            other: 0,
+            symptoms: Default::default(),
+        };
+        let started = Instant::now();
+        agent.write_records(&[NewRecord::Attendance(record)], "record", 2)?;
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "{label}: open {open_ms:.1} ms; one record {:.1} ms median, {:.1} ms p90 ({SINGLE_RECORDS} records)",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() * 9 / 10],
+    );
+    drop(agent);
     // Load one month document cold from a freshly opened store.
-    let store = DocStore::open(&store_dir)?;
+    let store = DocStore::open_with(&store_dir, Some(engine), true)?;
     let month = *months.iter().next().ok_or("no month")?;
     let id = DocId::records(&"2113000001".parse()?, month);
     let base = CURRENT.load(Ordering::Relaxed);
@@ -161,6 +216,7 @@ fn agent_memory() -> Result<(), Box<dyn std::error::Error>> {
             data_dir: dir.path().join("city"),
             tls: schoolsync_server::tls::server_config(&certs.server_cert, &certs.server_key)?,
             upstream: None,
+            engine: None,
             forward_interval_ms: 1000,
             credential: None,
             body_timeout_ms: schoolsync_server::api::BODY_TIMEOUT_MS,
@@ -247,8 +303,14 @@ fn agent_memory() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    run("month (22 days)", 22)?;
-    run("term (90 days)", 90)?;
+    let only: Option<Engine> = std::env::args().skip(1).find_map(|a| a.parse().ok());
+    for engine in Engine::ALL {
+        if only.is_some_and(|o| o != engine) {
+            continue;
+        }
+        run(engine, "month (22 days)", 22)?;
+        run(engine, "term (90 days)", 90)?;
+    }
     agent_memory()?;
     Ok(())
 }

@@ -690,7 +690,28 @@ pub fn error_message(e: &AppError, lang: Lang) -> String {
             path.display()
         ),
         (AppError::Store(StoreError::Corrupt { doc, reason }), Lang::Zh) => {
-            format!("数据文件 {doc} 已损坏（{reason}），未作任何修改。请联系县教育局技术人员。")
+            format!("数据文件 {doc} 已损坏（{reason}），未作任何修改。请运行 schoolsync-agent repair 修复（可读的数据全部保留，其余在下次同步时从上级取回），或联系县教育局技术人员。")
+        }
+        (AppError::Store(StoreError::Corrupt { doc, reason }), Lang::En) => {
+            format!("document {doc} is damaged ({reason}); nothing was changed. Run `schoolsync-agent repair`: it keeps everything readable and the next sync fetches the rest from upstream.")
+        }
+        (AppError::Store(StoreError::Kv(schoolsync_store::kv::KvError::Corrupt { path, reason })), Lang::Zh) => {
+            format!("数据存储 {} 已损坏（{reason}），未作任何修改。请运行 schoolsync-agent repair 修复。", path.display())
+        }
+        (AppError::Store(StoreError::Kv(schoolsync_store::kv::KvError::Corrupt { path, reason })), Lang::En) => {
+            format!("the store {} is damaged ({reason}); nothing was changed. Run `schoolsync-agent repair`: it keeps everything readable and the next sync fetches the rest from upstream.", path.display())
+        }
+        (AppError::Store(StoreError::Kv(e @ schoolsync_store::kv::KvError::EngineMismatch { .. })), Lang::Zh) => {
+            format!("存储引擎设置与现有数据不符：{e}。请去掉 --engine / SCHOOLSYNC_ENGINE / agent.toml 中的 engine 设置。")
+        }
+        (AppError::Store(StoreError::Kv(e @ schoolsync_store::kv::KvError::EngineMismatch { .. })), Lang::En) => {
+            format!("{e}: remove the --engine / SCHOOLSYNC_ENGINE / agent.toml engine setting (or run `schoolsync-agent repair --engine NAME` to move the data to another engine)")
+        }
+        (AppError::Store(StoreError::Kv(e)), Lang::Zh) if e.is_disk_full() => {
+            "磁盘空间已满，本次未保存（之前保存的数据完好）。请清理磁盘空间后重试。".to_owned()
+        }
+        (AppError::Store(StoreError::Kv(e)), Lang::En) if e.is_disk_full() => {
+            "the disk is full: this entry was not saved (everything saved before is intact). Free some disk space and try again.".to_owned()
         }
         (AppError::Store(e), Lang::Zh) => format!("数据存储出错：{e}"),
         (AppError::NoUpstream, Lang::Zh) => {

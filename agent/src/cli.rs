@@ -83,6 +83,9 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text. 输出 JSON
     #[arg(long, global = true)]
     pub json: bool,
+    /// Storage engine of a new store (an existing store keeps its own). 新建存储所用的引擎
+    #[arg(long, global = true, env = "SCHOOLSYNC_ENGINE", value_parser = ["redb", "sled"])]
+    pub engine: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -122,6 +125,9 @@ pub enum Command {
     },
     /// Send and receive changes now (county relay first, then the city). 立即同步
     Sync,
+    /// Rebuild a damaged store: keep every readable change, set the damaged one aside, and let
+    /// the next sync fetch the rest from upstream. 修复损坏的数据存储
+    Repair,
     /// Keep running: sync soon after each change and every few minutes, and serve the clerk
     /// desk page on http://127.0.0.1:8421/; Ctrl-C stops.
     /// 持续运行：有修改后自动同步，并定时同步；同时在本机提供录入页面
@@ -346,7 +352,7 @@ fn system_lang() -> Lang {
 }
 
 fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    crate::clock::now_ms()
 }
 
 fn default_data_dir() -> PathBuf {
@@ -406,6 +412,16 @@ pub fn run(cli: Cli) -> u8 {
         );
         return exit::STORE_ERROR;
     }
+    let engine = match cli.engine.as_deref() {
+        Some(name) => match name.parse::<schoolsync_store::Engine>() {
+            Ok(e) => Some(e),
+            Err(e) => {
+                eprintln!("{e}");
+                return exit::USAGE;
+            }
+        },
+        None => config.engine,
+    };
     let actor = Actor { clerk, machine };
     let out = Output {
         lang,
@@ -422,6 +438,7 @@ pub fn run(cli: Cli) -> u8 {
         };
         let opener = crate::gate::Opener {
             store_dir: data_dir.join("store"),
+            engine,
             config: config.clone(),
             actor: actor.clone(),
             // The desk is Chinese unless English is asked for (flag, variable or agent.toml); the
@@ -435,7 +452,16 @@ pub fn run(cli: Cli) -> u8 {
         };
         return run_agent(opener, desk_config, interval_secs, lang);
     }
-    let store = match open_store(&data_dir.join("store"), lang) {
+    if let Command::Repair = cli.command {
+        return match crate::repair::repair(&data_dir.join("store"), engine) {
+            Ok(report) => {
+                report.print(lang, cli.json);
+                exit::OK
+            }
+            Err(e) => report_error(&AppError::Store(e), lang),
+        };
+    }
+    let store = match open_store(&data_dir.join("store"), lang, engine) {
         Ok(s) => s,
         Err(e) => return report_error(&e, lang),
     };
@@ -548,12 +574,17 @@ fn lock_wait_ms() -> u64 {
 pub const LOCK_WAIT_MS: u64 = 20_000;
 
 /// Opens the store, waiting while another agent process (a `run` round) holds it.
-fn open_store(dir: &std::path::Path, lang: Lang) -> Result<DocStore, AppError> {
+fn open_store(
+    dir: &std::path::Path,
+    lang: Lang,
+    engine: Option<schoolsync_store::Engine>,
+) -> Result<DocStore, AppError> {
     let wait_ms = lock_wait_ms();
     let started = std::time::Instant::now();
     let mut told = false;
     loop {
-        match DocStore::open(dir) {
+        // The agent's store is small: check all of it on open where the engine can (redb).
+        match DocStore::open_with(dir, engine, true) {
             Err(schoolsync_store::StoreError::Kv(schoolsync_store::KvError::Locked { .. }))
                 if (started.elapsed().as_millis() as u64) < wait_ms =>
             {
@@ -605,6 +636,7 @@ fn report_error(e: &AppError, lang: Lang) -> u8 {
         AppError::Refused(_) | AppError::ImportRefused(_) => exit::REFUSED,
         AppError::FileUnreadable { .. } => exit::INPUT_ERROR,
         AppError::Store(StoreError::Kv(KvError::Locked { .. })) => exit::STORE_LOCKED,
+        AppError::Store(StoreError::Kv(KvError::EngineMismatch { .. })) => exit::INPUT_ERROR,
         AppError::Store(_) => exit::STORE_ERROR,
         AppError::NoUpstream => exit::NOT_INITIALISED,
         AppError::SyncFailed { .. } => exit::SYNC_FAILED,
@@ -1006,7 +1038,7 @@ fn execute(agent: &Agent, command: Command, out: &Output) -> Result<(), AppError
             }
         }
         Command::Sync => sync_command(agent, out)?,
-        Command::Run { .. } => {} // Handled before the store is opened.
+        Command::Run { .. } | Command::Repair => {} // Handled before the store is opened.
     }
     Ok(())
 }

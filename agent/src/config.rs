@@ -34,6 +34,10 @@ pub struct Config {
     pub credential: Option<std::path::PathBuf>,
     /// The clerk desk (the page `run` serves). Default: on, loopback, port 8421, no PIN.
     pub desk: DeskConfig,
+    /// Storage engine of a new store, `redb` or `sled`. Default: `--engine`, then the
+    /// `SCHOOLSYNC_ENGINE` variable, then redb. An existing store keeps the engine it was made
+    /// with; naming another one is refused.
+    pub engine: Option<schoolsync_store::Engine>,
 }
 
 /// File name of the credential inside the data directory.
@@ -82,6 +86,7 @@ impl Default for Config {
             rules: RulesConfig::default(),
             credential: None,
             desk: DeskConfig::default(),
+            engine: None,
         }
     }
 }

@@ -23,10 +23,15 @@ use crate::config::Config;
 const OPEN_RETRY_MS: u64 = 100;
 
 /// Opens the store in `dir`, waiting up to `wait_ms` while another process holds it.
-pub fn open_store_waiting(dir: &std::path::Path, wait_ms: u64) -> Result<DocStore, AppError> {
+pub fn open_store_waiting(
+    dir: &std::path::Path,
+    engine: Option<schoolsync_store::Engine>,
+    wait_ms: u64,
+) -> Result<DocStore, AppError> {
     let started = Instant::now();
     loop {
-        match DocStore::open(dir) {
+        // The agent's store is small: check all of it on open where the engine can (redb).
+        match DocStore::open_with(dir, engine, true) {
             Err(StoreError::Kv(KvError::Locked { .. }))
                 if (started.elapsed().as_millis() as u64) < wait_ms =>
             {
@@ -41,6 +46,8 @@ pub fn open_store_waiting(dir: &std::path::Path, wait_ms: u64) -> Result<DocStor
 #[derive(Clone, Debug)]
 pub struct Opener {
     pub store_dir: PathBuf,
+    /// The storage engine asked for (`--engine`, agent.toml); an existing store keeps its own.
+    pub engine: Option<schoolsync_store::Engine>,
     pub config: Config,
     pub actor: Actor,
     /// The desk's default language (`--lang`, `SCHOOLSYNC_LANG`, `lang` in agent.toml, else
@@ -52,7 +59,7 @@ impl Opener {
     /// Opens the agent, waiting up to `wait_ms` for another process's lock. Blocking.
     pub fn open(&self, wait_ms: u64) -> Result<Agent, AppError> {
         Ok(Agent::new(
-            open_store_waiting(&self.store_dir, wait_ms)?,
+            open_store_waiting(&self.store_dir, self.engine, wait_ms)?,
             self.config.clone(),
             self.actor.clone(),
         ))

@@ -326,7 +326,7 @@ pub async fn run_loop(
             let changed = last_change != synced_change;
             if woken || (changed && backoff_ms == 0) || Instant::now() >= next_sync {
                 woken = false;
-                let now = chrono::Utc::now().timestamp_millis();
+                let now = crate::clock::now_ms();
                 gate.syncing.store(true, Ordering::Relaxed);
                 let outcome = sync_now(agent, now, lang, &mut |_| {}).await;
                 gate.syncing.store(false, Ordering::Relaxed);

@@ -22,6 +22,7 @@ use serde::Deserialize;
 /// # ... and each relay presents one
 /// client_cert = "/etc/schoolsync/relay-client.pem"
 /// client_key = "/etc/schoolsync/relay-client.key"
+/// engine = "redb"
 /// ```
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -56,6 +57,9 @@ pub struct FileConfig {
     pub oversight: crate::oversight::http::OversightConfig,
     /// Relay: how often to check in with the city when idle, ms. Default 30000.
     pub forward_interval_ms: Option<u64>,
+    /// Storage engine of a new store, `redb` or `sled`. Default redb; an existing store keeps
+    /// the engine it was made with.
+    pub engine: Option<schoolsync_store::Engine>,
 }
 
 impl FileConfig {

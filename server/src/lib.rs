@@ -49,6 +49,9 @@ pub struct Settings {
     pub relay_client_cert_required: bool,
     /// School calendar and small-cell suppression for the oversight figures.
     pub oversight: oversight::http::OversightConfig,
+    /// Storage engine of a new store; an existing store keeps its own (another is refused).
+    /// `None`: the recorded engine, else `schoolsync_store::DEFAULT_ENGINE`.
+    pub engine: Option<schoolsync_store::Engine>,
 }
 
 /// A started node; [`Running::stop`] shuts it down gracefully.
@@ -92,9 +95,12 @@ pub fn now_ms() -> i64 {
 /// Opens the store and serves on `listener` (already bound: tests use `127.0.0.1:0`).
 pub async fn start(settings: Settings, listener: TcpListener) -> Result<Running, StartError> {
     let store_dir = settings.data_dir.join("store");
-    let store = DocStore::open(&store_dir).map_err(|source| StartError::Store {
-        path: store_dir.display().to_string(),
-        source,
+    // No whole-file check on open: a city's store is large; documents are verified on load.
+    let store = DocStore::open_with(&store_dir, settings.engine, false).map_err(|source| {
+        StartError::Store {
+            path: store_dir.display().to_string(),
+            source,
+        }
     })?;
     let (gate, authority) = match &settings.role {
         Role::City => {

@@ -112,6 +112,9 @@ struct Common {
     /// Relay: the client certificate's private key (PEM).
     #[arg(long, global = true)]
     client_key: Option<PathBuf>,
+    /// Storage engine of a new store (an existing store keeps its own; default redb).
+    #[arg(long, global = true, env = "SCHOOLSYNC_ENGINE", value_parser = ["redb", "sled"])]
+    engine: Option<String>,
 }
 
 /// The city operator's enrolment commands.
@@ -321,7 +324,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             )
         }
     };
+    let engine = match common.engine {
+        Some(name) => Some(name.parse().map_err(|e: String| anyhow!(e))?),
+        None => file.engine,
+    };
     let settings = Settings {
+        engine,
         role,
         data_dir,
         tls,

@@ -323,6 +323,7 @@ async fn start_servers(
             body_timeout_ms: schoolsync_server::api::BODY_TIMEOUT_MS,
             relay_client_cert_required: false,
             oversight: Default::default(),
+            engine: None,
         },
         listener,
     )
@@ -357,6 +358,7 @@ async fn start_servers(
                     body_timeout_ms: schoolsync_server::api::BODY_TIMEOUT_MS,
                     relay_client_cert_required: false,
                     oversight: Default::default(),
+                    engine: None,
                 },
                 listener,
             )

@@ -30,7 +30,8 @@ use automerge::{ActorId, AutoCommit, Change, ChangeHash};
 use schoolsync_protocol::doc::{self, DocError};
 use schoolsync_protocol::ids::DocId;
 
-use crate::kv::{Kv, KvError, Op, SledKv};
+use crate::engine::{open_kv, Engine};
+use crate::kv::{Kv, KvError, Op};
 
 /// Increments below this many bytes are never compacted: a snapshot rewrite per record would cost
 /// more than it saves.
@@ -87,6 +88,8 @@ impl LoadedDoc {
 pub struct DocStore {
     kv: Box<dyn Kv>,
     actor: ActorId,
+    /// The engine on disk; `None` for a store made from a bare [`Kv`] ([`DocStore::with_kv`]).
+    engine: Option<Engine>,
 }
 
 /// A stored document's snapshot (if any) and its increments, as bytes.
@@ -135,16 +138,36 @@ fn guarded<T>(
 }
 
 impl DocStore {
-    /// Opens the sled store in `dir` with a fresh random actor id.
+    /// Opens the store in `dir` with the engine it was created with (a new one gets the
+    /// default engine), with a fresh random actor id.
     pub fn open(dir: &Path) -> Result<DocStore, StoreError> {
-        Ok(DocStore::with_kv(Box::new(SledKv::open(dir)?)))
+        DocStore::open_with(dir, None, false)
+    }
+
+    /// Opens the store in `dir`; see [`open_kv`] for `engine` (refused if the store has another)
+    /// and `verify` (check the whole file on open where the engine can).
+    pub fn open_with(
+        dir: &Path,
+        engine: Option<Engine>,
+        verify: bool,
+    ) -> Result<DocStore, StoreError> {
+        let (kv, engine) = open_kv(dir, engine, verify)?;
+        let mut store = DocStore::with_kv(kv);
+        store.engine = Some(engine);
+        Ok(store)
     }
 
     pub fn with_kv(kv: Box<dyn Kv>) -> DocStore {
         DocStore {
             kv,
             actor: ActorId::random(),
+            engine: None,
         }
+    }
+
+    /// The engine on disk, if the store was opened from a directory.
+    pub fn engine(&self) -> Option<Engine> {
+        self.engine
     }
 
     pub fn meta(&self, name: &str) -> Result<Option<String>, StoreError> {
@@ -415,10 +438,16 @@ mod tests {
 
     #[test]
     fn saves_increments_compacts_and_reloads() {
+        for engine in Engine::ALL {
+            saves_increments_compacts_and_reloads_on(engine);
+        }
+    }
+
+    fn saves_increments_compacts_and_reloads_on(engine: Engine) {
         let dir = tempfile::tempdir().unwrap();
         let mut total = 0;
         for round in 0..3 {
-            let store = DocStore::open(dir.path()).unwrap();
+            let store = DocStore::open_with(dir.path(), Some(engine), true).unwrap();
             let mut loaded = store.load(&id()).unwrap();
             assert_eq!(loaded.exists(), round > 0);
             for day in 1..=28 {
@@ -439,6 +468,7 @@ mod tests {
             );
         }
         let store = DocStore::open(dir.path()).unwrap();
+        assert_eq!(store.engine(), Some(engine));
         let loaded = store.load(&id()).unwrap();
         assert_eq!(read_month(&loaded.doc).unwrap().attendance.len(), total);
         assert_eq!(store.doc_ids().unwrap(), vec![id()]);
@@ -446,15 +476,21 @@ mod tests {
 
     #[test]
     fn a_damaged_change_is_reported_not_skipped() {
+        for engine in Engine::ALL {
+            a_damaged_change_is_reported_not_skipped_on(engine);
+        }
+    }
+
+    fn a_damaged_change_is_reported_not_skipped_on(engine: Engine) {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = DocStore::open(dir.path()).unwrap();
+            let store = DocStore::open_with(dir.path(), Some(engine), true).unwrap();
             let mut loaded = store.load(&id()).unwrap();
             put_attendance(&mut loaded.doc, &record(3, "3-1")).unwrap();
             commit(&mut loaded.doc, &meta(), 1);
             store.commit(&mut [&mut loaded], vec![]).unwrap();
         }
-        let kv = SledKv::open(dir.path()).unwrap();
+        let (kv, _) = open_kv(dir.path(), Some(engine), true).unwrap();
         let (key, mut value) = kv
             .scan_prefix(b"d/")
             .unwrap()
@@ -464,7 +500,7 @@ mod tests {
         let last = value.len() - 1;
         value[last] ^= 0x01;
         kv.put(&key, &value).unwrap();
-        let store = DocStore::with_kv(Box::new(kv));
+        let store = DocStore::with_kv(kv);
         assert!(matches!(store.load(&id()), Err(StoreError::Corrupt { .. })));
     }
 }

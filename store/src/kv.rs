@@ -1,9 +1,9 @@
 //! The narrow storage trait the agent's document store stands on, and its sled engine.
 //!
 //! Four operations (get, put, atomic batch, prefix scan) plus `flush`, which returns only when
-//! everything written before it is on disk. The trait exists so a second engine (redb, planned in
-//! the reliability issue) can be compared behind the same calls. This module knows nothing of
-//! documents; for that see `store`.
+//! everything written before it is on disk. The trait exists so engines can be compared behind the
+//! same calls: redb is the other one (`kv_redb`), and `engine` picks one per store directory.
+//! This module knows nothing of documents; for that see `docs`.
 
 use std::path::{Path, PathBuf};
 
@@ -13,13 +13,47 @@ pub enum KvError {
     /// Another process holds the store (sled locks its files): most likely a running agent.
     #[error("the store at {path} is in use by another process")]
     Locked { path: PathBuf },
+    /// The engine found its files damaged (a checksum or structure check failed).
+    #[error("the store at {path} is damaged: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    /// The store was created with another engine than the one asked for.
+    #[error("the store at {path} was created with the {recorded} engine, not {requested}")]
+    EngineMismatch {
+        path: PathBuf,
+        recorded: String,
+        requested: String,
+    },
+    /// Too little free space to write safely; nothing was written.
+    #[error("no space left on the disk of {path}: {available} bytes free, {needed} needed")]
+    DiskFull {
+        path: PathBuf,
+        available: u64,
+        needed: u64,
+    },
     #[error("storage engine error: {0}")]
     Engine(String),
 }
 
+impl KvError {
+    /// Whether the error is the disk running out of space (the write failed; nothing written).
+    pub fn is_disk_full(&self) -> bool {
+        if matches!(self, KvError::DiskFull { .. }) {
+            return true;
+        }
+        let text = self.to_string();
+        text.contains("No space left") || text.contains("os error 28")
+    }
+}
+
 impl From<sled::Error> for KvError {
     fn from(e: sled::Error) -> Self {
-        KvError::Engine(e.to_string())
+        match e {
+            sled::Error::Corruption { at, .. } => KvError::Corrupt {
+                path: PathBuf::new(),
+                reason: format!("sled found corruption at {at:?}"),
+            },
+            other => KvError::Engine(other.to_string()),
+        }
     }
 }
 
@@ -55,9 +89,17 @@ pub const SLED_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 /// How long [`SledKv::open`] retries a lock held by this process's just-closed store.
 pub const RELOCK_WAIT_MS: u64 = 1_000;
 
+/// Free space [`SledKv`] requires before it writes. sled 0.34 leaves a store it cannot reopen
+/// when a write runs out of space (the disk-full torture test found it), so sled writes are
+/// refused while less than this is free: two of sled's 512 KiB segments, the most one small
+/// batch can make it allocate. A guard, not a guarantee: another program may fill the disk
+/// between the check and the write (redb needs no guard: its failed commit changes nothing).
+pub const SLED_SPACE_RESERVE_BYTES: u64 = 1024 * 1024;
+
 /// The sled 0.34 engine.
 pub struct SledKv {
     db: sled::Db,
+    dir: PathBuf,
 }
 
 impl SledKv {
@@ -79,19 +121,61 @@ impl SledKv {
     }
 
     fn open_once(dir: &Path) -> Result<SledKv, KvError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(SLED_CACHE_BYTES)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    KvError::Locked {
-                        path: dir.to_owned(),
-                    }
+        // sled writes while it opens (recovery, a fresh segment): on a full disk that is what
+        // damages the store, so the space check comes first here too.
+        if let Ok(available) = fs2::available_space(dir) {
+            if available < SLED_SPACE_RESERVE_BYTES {
+                return Err(KvError::DiskFull {
+                    path: dir.to_owned(),
+                    available,
+                    needed: SLED_SPACE_RESERVE_BYTES,
+                });
+            }
+        }
+        // sled may panic on a damaged file: report it as damage, not as a crash.
+        let opened = std::panic::catch_unwind(|| {
+            sled::Config::new()
+                .path(dir)
+                .cache_capacity(SLED_CACHE_BYTES)
+                .open()
+        })
+        .map_err(|_| KvError::Corrupt {
+            path: dir.to_owned(),
+            reason: "the engine panicked while opening the store".to_owned(),
+        })?;
+        let db = opened.map_err(|e| match e {
+            sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                KvError::Locked {
+                    path: dir.to_owned(),
                 }
-                other => KvError::from(other),
-            })?;
-        Ok(SledKv { db })
+            }
+            other => match KvError::from(other) {
+                KvError::Corrupt { reason, .. } => KvError::Corrupt {
+                    path: dir.to_owned(),
+                    reason,
+                },
+                other => other,
+            },
+        })?;
+        Ok(SledKv {
+            db,
+            dir: dir.to_owned(),
+        })
+    }
+}
+
+impl SledKv {
+    /// Refuses a write while less than [`SLED_SPACE_RESERVE_BYTES`] are free.
+    fn check_space(&self) -> Result<(), KvError> {
+        match fs2::available_space(&self.dir) {
+            Ok(available) if available < SLED_SPACE_RESERVE_BYTES => Err(KvError::DiskFull {
+                path: self.dir.clone(),
+                available,
+                needed: SLED_SPACE_RESERVE_BYTES,
+            }),
+            // A file system that cannot say is not refused.
+            _ => Ok(()),
+        }
     }
 }
 
@@ -101,11 +185,13 @@ impl Kv for SledKv {
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
+        self.check_space()?;
         self.db.insert(key, value)?;
         Ok(())
     }
 
     fn batch(&self, ops: Vec<Op>) -> Result<(), KvError> {
+        self.check_space()?;
         let mut batch = sled::Batch::default();
         for op in ops {
             match op {
@@ -206,8 +292,9 @@ mod tests {
     #[test]
     fn batch_scan_and_lock() {
         let dir = tempfile::tempdir().unwrap();
-        let sled = SledKv::open(dir.path()).unwrap();
-        for kv in [&sled as &dyn Kv, &MemKv::default()] {
+        let sled = SledKv::open(&dir.path().join("sled")).unwrap();
+        let redb = crate::kv_redb::RedbKv::open(&dir.path().join("redb"), true).unwrap();
+        for kv in [&sled as &dyn Kv, &redb, &MemKv::default()] {
             check_engine(kv);
         }
     }

@@ -16,8 +16,16 @@ use crate::replica::{Absorbed, Replica};
 
 /// How long to wait for a TCP+TLS connection: rural links are slow but not this slow.
 pub const CONNECT_TIMEOUT_MS: u64 = 10_000;
-/// How long one round may take: a page at 64 kbit/s is ~20 s.
+/// How long one round may take: a page at 64 kbit/s is ~20 s. `SCHOOLSYNC_REQUEST_TIMEOUT_MS`
+/// overrides it (tests of stalled links use a few seconds).
 pub const REQUEST_TIMEOUT_MS: u64 = 60_000;
+
+fn request_timeout_ms() -> u64 {
+    std::env::var("SCHOOLSYNC_REQUEST_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(REQUEST_TIMEOUT_MS)
+}
 /// Rounds in one sync before giving up: a term is a few dozen pages; more means a loop.
 pub const ROUNDS_MAX: usize = 10_000;
 
@@ -135,7 +143,7 @@ impl Upstream {
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
             .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
-            .timeout(Duration::from_millis(REQUEST_TIMEOUT_MS))
+            .timeout(Duration::from_millis(request_timeout_ms()))
             .pool_idle_timeout(Duration::from_secs(90));
         if let Some(pem) = ca_pem {
             for cert in reqwest::Certificate::from_pem_bundle(pem)

@@ -146,6 +146,7 @@ impl Cluster {
                 .upstream
                 .as_ref()
                 .map(|u| Upstream::with_identity(u, Some(&ca), identity.as_deref()).unwrap()),
+            engine: None,
             forward_interval_ms: TEST_FORWARD_INTERVAL_MS,
             credential: slot.credential.clone(),
             body_timeout_ms: self.body_timeout_ms,
@@ -254,7 +255,22 @@ impl Cluster {
         classes: usize,
         upstreams: &[String],
     ) -> School {
+        self.school_on(None, school, county, classes, upstreams)
+    }
+
+    /// [`Cluster::school`] with its store on `engine` (`sled` or `redb`; `None`: the default).
+    pub fn school_on(
+        &self,
+        engine: Option<&str>,
+        school: &str,
+        county: &str,
+        classes: usize,
+        upstreams: &[String],
+    ) -> School {
         let s = School::empty();
+        if let Some(engine) = engine {
+            s.file("agent.toml", format!("engine = \"{engine}\"\n").as_bytes());
+        }
         let mut args = vec![
             "init",
             "--school",

@@ -16,10 +16,10 @@ fn trials() -> usize {
 }
 
 /// A small deterministic generator, seeded from the clock and printed, so a failure can be re-run.
-struct Lcg(u64);
+pub struct Lcg(u64);
 
 impl Lcg {
-    fn seeded() -> Lcg {
+    pub fn seeded() -> Lcg {
         let seed = std::env::var("SCHOOLSYNC_CRASH_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -33,7 +33,11 @@ impl Lcg {
         Lcg(seed)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub fn new(seed: u64) -> Lcg {
+        Lcg(seed)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)
@@ -43,7 +47,7 @@ impl Lcg {
 }
 
 /// Kills `child` after `delay` unless it finished; returns its exit code if it finished.
-fn kill_after(mut child: std::process::Child, delay: Duration) -> Option<i32> {
+pub fn kill_after(mut child: std::process::Child, delay: Duration) -> Option<i32> {
     let start = Instant::now();
     while start.elapsed() < delay {
         if let Some(status) = child.try_wait().unwrap() {

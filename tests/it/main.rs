@@ -11,10 +11,18 @@ mod harness;
 
 mod city;
 mod clerk_day;
+mod clock_skew;
+mod convergence;
+mod corruption;
 mod crash;
 mod desk;
+mod disk_full;
+mod fuzz;
+mod fuzz_run;
 mod import_csv;
+mod net_faults;
 mod oversight;
 mod proxy;
 mod security;
 mod sync_stories;
+mod torture;

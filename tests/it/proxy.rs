@@ -1,5 +1,6 @@
 //! A fault-injecting TCP proxy for end-to-end tests: it sits on loopback between a client and a
-//! real server and can cut connections, cap their bandwidth, delay them, or refuse service.
+//! real server and can cut connections (closed or reset), cap their bandwidth, delay them,
+//! truncate or stall a response mid-body, or refuse service.
 //!
 //! The proxy runs on its own thread with its own tokio runtime, so synchronous `#[test]`s and
 //! code already inside a runtime use it alike. Dropping the [`Proxy`] stops the listener, closes
@@ -31,6 +32,15 @@ pub struct Faults {
     pub bytes_per_sec: Option<u64>,
     /// Extra delay before forwarding each chunk. None = none.
     pub delay: Option<Duration>,
+    /// Close the connection (cleanly, both ways) once this many bytes went server -> client:
+    /// a response truncated mid-body. None = never.
+    pub truncate_down_after: Option<u64>,
+    /// Stop forwarding server -> client after this many bytes, keeping the connection open: a
+    /// response stalled mid-body (the client's timeout must end it). None = never.
+    pub stall_down_after: Option<u64>,
+    /// Close with a TCP reset (RST) rather than a clean close, whenever the proxy ends a
+    /// connection.
+    pub reset: bool,
 }
 
 /// Counters since the proxy started.
@@ -213,10 +223,22 @@ async fn connection(
         let server = TcpStream::connect(upstream).await?;
         let _ = client.set_nodelay(true);
         let _ = server.set_nodelay(true);
-        let (client_read, client_write) = client.into_split();
-        let (server_read, server_write) = server.into_split();
+        if faults.reset {
+            // A zero linger turns every close into a reset.
+            let _ = client.set_zero_linger();
+            let _ = server.set_zero_linger();
+        }
+        // Borrowed halves: dropping them sends nothing, so a cut with `reset` is a bare RST.
+        let (mut client, mut server) = (client, server);
+        let (client_read, client_write) = client.split();
+        let (server_read, server_write) = server.split();
+        let up = Faults {
+            truncate_down_after: None,
+            stall_down_after: None,
+            ..faults
+        };
         tokio::try_join!(
-            pump(client_read, server_write, faults, &shared.bytes_up),
+            pump(client_read, server_write, up, &shared.bytes_up),
             pump(server_read, client_write, faults, &shared.bytes_down),
         )?;
         std::io::Result::Ok(())
@@ -236,8 +258,8 @@ async fn connection(
 /// Copies one direction until EOF (then passes the half-close on) or an error, applying the
 /// delay and the bandwidth cap to each chunk.
 async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut from: tokio::net::tcp::ReadHalf<'_>,
+    mut to: tokio::net::tcp::WriteHalf<'_>,
     faults: Faults,
     forwarded: &AtomicU64,
 ) -> std::io::Result<()> {
@@ -251,8 +273,26 @@ async fn pump(
     // When the simulated link finishes sending what it was last given; no credit builds up
     // while idle, and timer overshoot is not added up chunk after chunk.
     let mut link_free = Instant::now();
+    let mut sent: u64 = 0;
     loop {
-        let n = from.read(&mut buf).await?;
+        if faults.stall_down_after.is_some_and(|at| sent >= at) {
+            // Hold the connection open and forward nothing more.
+            return std::future::pending().await;
+        }
+        let room = [faults.truncate_down_after, faults.stall_down_after]
+            .into_iter()
+            .flatten()
+            .map(|at| at.saturating_sub(sent))
+            .min()
+            .map_or(buf.len(), |r| {
+                usize::try_from(r).unwrap_or(buf.len()).min(buf.len())
+            });
+        if room == 0 {
+            // Truncated: close both ways as if the server had ended the response there.
+            let _ = to.shutdown().await;
+            return Err(std::io::Error::other("truncated by the proxy"));
+        }
+        let n = from.read(&mut buf[..room]).await?;
         if n == 0 {
             // The peer may be gone already; the other direction reports that.
             let _ = to.shutdown().await;
@@ -268,6 +308,7 @@ async fn pump(
         }
         to.write_all(&buf[..n]).await?;
         forwarded.fetch_add(n as u64, Ordering::SeqCst);
+        sent += n as u64;
     }
 }
 
@@ -465,5 +506,66 @@ mod tests {
             .expect("the connection outlived the proxy");
         assert!(matches!(read, Ok(0) | Err(_)), "read {read:?}");
         assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    }
+
+    /// Reads until EOF, an error or the read timeout; returns the bytes and how it ended.
+    fn read_all(stream: &mut TcpStream) -> (Vec<u8>, ErrorKind) {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => return (out, ErrorKind::UnexpectedEof),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => return (out, e.kind()),
+            }
+        }
+    }
+
+    #[test]
+    fn a_response_is_truncated_stalled_or_reset_mid_body() {
+        let echo = echo_server();
+        let data = pattern(4000);
+        // Truncated: the first 1000 bytes, then a clean close.
+        let proxy = Proxy::start(
+            echo,
+            Faults {
+                truncate_down_after: Some(1000),
+                ..Faults::default()
+            },
+        );
+        let mut stream = connect(proxy.addr());
+        stream.write_all(&data).unwrap();
+        let (got, end) = read_all(&mut stream);
+        assert_eq!(got, data[..1000], "{end:?}");
+        assert!(
+            !matches!(end, ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            "{end:?}"
+        );
+        // Stalled: the first 1000 bytes, then nothing while the connection stays open.
+        proxy.set_faults(Faults {
+            stall_down_after: Some(1000),
+            ..Faults::default()
+        });
+        let mut stream = connect(proxy.addr());
+        stream
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        stream.write_all(&data).unwrap();
+        let (got, end) = read_all(&mut stream);
+        assert_eq!(got, data[..1000]);
+        assert!(
+            matches!(end, ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            "{end:?}"
+        );
+        // Reset: the cut arrives as a TCP reset.
+        proxy.set_faults(Faults {
+            cut_after: Some(Duration::from_millis(100)),
+            reset: true,
+            ..Faults::default()
+        });
+        let mut stream = connect(proxy.addr());
+        stream.write_all(b"x").unwrap();
+        let (_, end) = read_all(&mut stream);
+        assert_eq!(end, ErrorKind::ConnectionReset);
     }
 }

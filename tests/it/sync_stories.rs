@@ -257,7 +257,7 @@ fn a_month_through_a_cut_and_capped_link() {
     proxy.set_faults(Faults {
         cut_after: Some(std::time::Duration::from_secs(2)),
         bytes_per_sec: Some(8 * 1024),
-        delay: None,
+        ..Faults::default()
     });
     let months = ["2113000001/2026-09"];
     let held = |c: &Cluster| {

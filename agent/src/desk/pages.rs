@@ -48,7 +48,7 @@ pub struct PageQuery {
 }
 
 fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    crate::clock::now_ms()
 }
 
 /// The day a page shows: `date` if given, else today on this computer's clock.

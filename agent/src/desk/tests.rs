@@ -23,6 +23,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let opener = Opener {
+        engine: None,
         store_dir: dir.path().join("store"),
         config: crate::config::Config::default(),
         actor: Actor {

@@ -445,7 +445,7 @@ pub async fn confirm(
                 return Err(AppError::ImportRefused(parsed.errors));
             }
             let action = format!("desk import {}", kind.name());
-            let now = chrono::Utc::now().timestamp_millis();
+            let now = crate::clock::now_ms();
             if kind == Kind::Classes {
                 a.add_classes(&parsed.classes, &action, now)?;
             } else {
