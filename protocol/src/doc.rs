@@ -465,6 +465,19 @@ pub fn touched_keys(
     touched
 }
 
+/// Every class-day (`date/class` key) with a record or findings in a records document.
+pub fn all_class_days(doc: &AutoCommit) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for map in ["attendance", "homework", "afterschool", "findings"] {
+        if let Ok(obj) = map_id(doc, map) {
+            for key in doc.keys(&obj) {
+                out.insert(key.splitn(3, '/').take(2).collect::<Vec<_>>().join("/"));
+            }
+        }
+    }
+    out
+}
+
 /// The class-days (`date/class` keys) whose records or findings changed between two sets of
 /// heads: what an aggregate kept per class-day must recompute.
 pub fn touched_class_days(

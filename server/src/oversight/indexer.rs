@@ -99,131 +99,140 @@ pub fn refresh(node: &Node, now_ms: i64) -> Result<Pass, NodeError> {
     stale.sort_by_key(|id| !matches!(id.kind, DocKind::Profile));
     let mut profiles: HashMap<SchoolId, Profile> = HashMap::new();
     for id in stale {
-        let done = node.with_docs(|store, cache| -> Result<usize, NodeError> {
-            let mut loaded = cache.take(store, &id)?;
-            let to = loaded.doc.get_heads();
-            let from: Vec<_> = store
-                .get_raw(&heads_key(&id))?
-                .map(|b| heads_from_bytes(&b))
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|h| loaded.doc.get_change_by_hash(h).is_some())
-                .collect();
-            let mut ops = Vec::new();
-            let class_days = match id.kind {
-                DocKind::Profile => {
-                    let profile = doc::read_profile(&loaded.doc).map_err(StoreError::from)?;
-                    let dates = school_dates(store, &id.school)?;
-                    for date in &dates {
-                        ops.push(school_day_op(
-                            store,
-                            &id.school,
-                            &profile,
-                            date,
-                            &BTreeMap::new(),
-                        )?);
-                    }
-                    ops.push(Op::Put(
-                        format!("o/n/{}", id.school).into_bytes(),
-                        json(&(profile.county.clone(), profile.name.clone())),
-                    ));
-                    profiles.insert(id.school.clone(), profile);
-                    0
-                }
-                DocKind::Records(_) => {
-                    let profile = match profiles.get(&id.school) {
-                        Some(p) => p.clone(),
-                        None => {
-                            let p = read_profile(store, cache, &id.school)?;
-                            profiles.insert(id.school.clone(), p.clone());
-                            p
+        // No write lock: the indexer only reads documents (a commit meanwhile is caught by the
+        // next pass, since the heads written below are those read here) and writes its own keys.
+        // Automerge panics cost this document's pass, not the process.
+        let store = &node.store;
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+            || -> Result<usize, NodeError> {
+                let mut loaded = store.load(&id)?;
+                let to = loaded.doc.get_heads();
+                let from: Vec<_> = store
+                    .get_raw(&heads_key(&id))?
+                    .map(|b| heads_from_bytes(&b))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|h| loaded.doc.get_change_by_hash(h).is_some())
+                    .collect();
+                let mut ops = Vec::new();
+                let class_days = match id.kind {
+                    DocKind::Profile => {
+                        let profile = doc::read_profile(&loaded.doc).map_err(StoreError::from)?;
+                        let dates = school_dates(store, &id.school)?;
+                        for date in &dates {
+                            ops.push(school_day_op(
+                                store,
+                                &id.school,
+                                &profile,
+                                date,
+                                &BTreeMap::new(),
+                            )?);
                         }
-                    };
-                    let keys = doc::touched_class_days(&mut loaded.doc, &from, &to);
-                    let parsed: Vec<(chrono::NaiveDate, ClassId)> = keys
-                        .iter()
-                        .filter_map(|k| {
-                            let (d, c) = k.split_once('/')?;
-                            Some((
-                                schoolsync_protocol::ids::parse_date(d).ok()?,
-                                c.parse().ok()?,
-                            ))
-                        })
-                        .collect();
-                    let records =
-                        doc::read_class_days(&loaded.doc, parsed.iter().map(|(d, c)| (*d, c)))
-                            .map_err(StoreError::from)?;
-                    let mut by_date: BTreeMap<String, BTreeMap<String, Tally>> = BTreeMap::new();
-                    let mut seq: u64 = store
-                        .meta(SEQ_META)?
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or(0);
-                    for (date, class) in &parsed {
-                        let date_text = schoolsync_protocol::ids::date_key(*date);
-                        let key = format!("{date_text}/{class}");
-                        let tally =
-                            class_day_tally(&key, profile.classes.get(class.as_str()), &records);
                         ops.push(Op::Put(
-                            fact_key(&id.school, &date_text, class.as_str()),
-                            json(&tally),
+                            format!("o/n/{}", id.school).into_bytes(),
+                            json(&(profile.county.clone(), profile.name.clone())),
                         ));
-                        seq += 1;
-                        ops.push(Op::Put(
-                            feed_key(seq),
-                            json(&FeedLine {
-                                seq,
-                                school: id.school.to_string(),
-                                county: profile.county.clone(),
-                                date: date_text.clone(),
-                                class: class.to_string(),
-                                tally,
-                                at_ms: now_ms,
-                            }),
-                        ));
-                        if seq > FEED_LINES_MAX {
-                            ops.push(Op::Delete(feed_key(seq - FEED_LINES_MAX)));
+                        profiles.insert(id.school.clone(), profile);
+                        0
+                    }
+                    DocKind::Records(_) => {
+                        let profile = match profiles.get(&id.school) {
+                            Some(p) => p.clone(),
+                            None => {
+                                let p = read_profile(store, &id.school)?;
+                                profiles.insert(id.school.clone(), p.clone());
+                                p
+                            }
+                        };
+                        // A document never indexed: every class-day in it (cheaper than a diff from
+                        // nothing, which would build a patch for every op).
+                        let keys = if from.is_empty() {
+                            doc::all_class_days(&loaded.doc)
+                        } else {
+                            doc::touched_class_days(&mut loaded.doc, &from, &to)
+                        };
+                        let parsed: Vec<(chrono::NaiveDate, ClassId)> = keys
+                            .iter()
+                            .filter_map(|k| {
+                                let (d, c) = k.split_once('/')?;
+                                Some((
+                                    schoolsync_protocol::ids::parse_date(d).ok()?,
+                                    c.parse().ok()?,
+                                ))
+                            })
+                            .collect();
+                        let records =
+                            doc::read_class_days(&loaded.doc, parsed.iter().map(|(d, c)| (*d, c)))
+                                .map_err(StoreError::from)?;
+                        let mut by_date: BTreeMap<String, BTreeMap<String, Tally>> =
+                            BTreeMap::new();
+                        let mut seq: u64 = store
+                            .meta(SEQ_META)?
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(0);
+                        for (date, class) in &parsed {
+                            let date_text = schoolsync_protocol::ids::date_key(*date);
+                            let key = format!("{date_text}/{class}");
+                            let tally = class_day_tally(
+                                &key,
+                                profile.classes.get(class.as_str()),
+                                &records,
+                            );
+                            ops.push(Op::Put(
+                                fact_key(&id.school, &date_text, class.as_str()),
+                                json(&tally),
+                            ));
+                            seq += 1;
+                            ops.push(Op::Put(
+                                feed_key(seq),
+                                json(&FeedLine {
+                                    seq,
+                                    school: id.school.to_string(),
+                                    county: profile.county.clone(),
+                                    date: date_text.clone(),
+                                    class: class.to_string(),
+                                    tally,
+                                    at_ms: now_ms,
+                                }),
+                            ));
+                            if seq > FEED_LINES_MAX {
+                                ops.push(Op::Delete(feed_key(seq - FEED_LINES_MAX)));
+                            }
+                            by_date
+                                .entry(date_text)
+                                .or_default()
+                                .insert(class.to_string(), tally);
                         }
-                        by_date
-                            .entry(date_text)
-                            .or_default()
-                            .insert(class.to_string(), tally);
+                        for (date, fresh) in &by_date {
+                            ops.push(school_day_op(store, &id.school, &profile, date, fresh)?);
+                        }
+                        ops.push(DocStore::meta_op(SEQ_META, &seq.to_string()));
+                        parsed.len()
                     }
-                    for (date, fresh) in &by_date {
-                        ops.push(school_day_op(store, &id.school, &profile, date, fresh)?);
-                    }
-                    ops.push(DocStore::meta_op(SEQ_META, &seq.to_string()));
-                    parsed.len()
+                };
+                if class_days > 0 && matches!(node.role, crate::node::Role::Relay { .. }) {
+                    // The relay's view of this school changed: pass it on to the city.
+                    ops.push(Op::Put(super::holdings::dirty_key(&id.school), Vec::new()));
                 }
-            };
-            if class_days > 0 && matches!(node.role, crate::node::Role::Relay { .. }) {
-                // The relay's view of this school changed: pass it on to the city.
-                ops.push(Op::Put(super::holdings::dirty_key(&id.school), Vec::new()));
-            }
-            ops.push(Op::Put(heads_key(&id), heads_bytes(&to)));
-            store.write_raw(ops)?;
-            cache.put(loaded);
-            Ok(class_days)
-        })??;
+                ops.push(Op::Put(heads_key(&id), heads_bytes(&to)));
+                store.write_raw(ops)?;
+                Ok(class_days)
+            },
+        ))
+        .map_err(|_| NodeError::Panicked)??;
         pass.documents += 1;
         pass.class_days += done;
     }
     Ok(pass)
 }
 
-fn read_profile(
-    store: &DocStore,
-    cache: &mut crate::node::DocCache,
-    school: &SchoolId,
-) -> Result<Profile, NodeError> {
-    let id = DocId::profile(school);
-    let loaded = cache.take(store, &id)?;
-    let profile = if loaded.exists() {
+fn read_profile(store: &DocStore, school: &SchoolId) -> Result<Profile, NodeError> {
+    let loaded = store.load(&DocId::profile(school))?;
+    Ok(if loaded.exists() {
         doc::read_profile(&loaded.doc).map_err(StoreError::from)?
     } else {
         Profile::default()
-    };
-    cache.put(loaded);
-    Ok(profile)
+    })
 }
 
 /// Dates for which a school has class-day facts.
