@@ -422,6 +422,10 @@ pub fn run(cli: Cli) -> u8 {
         },
         None => config.engine,
     };
+    // A repair cut between its renames is finished before any store is opened.
+    if let Err(e) = crate::repair::finish_interrupted(&data_dir.join("store")) {
+        return report_error(&AppError::Store(e), lang);
+    }
     let actor = Actor { clerk, machine };
     let out = Output {
         lang,

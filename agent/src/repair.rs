@@ -82,13 +82,21 @@ fn sibling(store_dir: &Path, suffix: &str) -> PathBuf {
     store_dir.with_file_name(name)
 }
 
+/// Finishes a repair stopped between its two renames (the damaged store already aside, the
+/// fresh one not yet in place). Every command calls this before opening the store, so none of
+/// them creates an empty store where the repaired one belongs.
+pub fn finish_interrupted(store_dir: &Path) -> Result<(), StoreError> {
+    let fresh_dir = sibling(store_dir, ".repairing");
+    if !store_dir.exists() && fresh_dir.exists() {
+        std::fs::rename(&fresh_dir, store_dir).map_err(io)?;
+    }
+    Ok(())
+}
+
 /// Repairs the store in `store_dir` into `engine` (default: the engine it had).
 pub fn repair(store_dir: &Path, engine: Option<Engine>) -> Result<RepairReport, StoreError> {
     let fresh_dir = sibling(store_dir, ".repairing");
-    if !store_dir.exists() && fresh_dir.exists() {
-        // A repair stopped between its two renames: finish it.
-        std::fs::rename(&fresh_dir, store_dir).map_err(io)?;
-    }
+    finish_interrupted(store_dir)?;
     let had = recorded(store_dir).unwrap_or(None);
     let target = engine.or(had).unwrap_or(DEFAULT_ENGINE);
     // 1. Open the damaged store without the whole-file check; a lock is a running agent.
@@ -129,4 +137,27 @@ pub fn repair(store_dir: &Path, engine: Option<Engine>) -> Result<RepairReport, 
         kept_aside,
         engine: target.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repair cut between its renames: the next command finds the repaired store in place.
+    #[test]
+    fn an_interrupted_repair_is_finished_before_the_store_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let store_dir = dir.path().join("store");
+        let fresh = sibling(&store_dir, ".repairing");
+        {
+            let store = DocStore::open_with(&fresh, Some(Engine::Redb), false).unwrap();
+            store
+                .write_raw(vec![DocStore::meta_op("school", "2113000001")])
+                .unwrap();
+        }
+        finish_interrupted(&store_dir).unwrap();
+        assert!(!fresh.exists());
+        let store = DocStore::open(&store_dir).unwrap();
+        assert_eq!(store.meta("school").unwrap().as_deref(), Some("2113000001"));
+    }
 }

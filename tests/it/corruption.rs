@@ -234,3 +234,61 @@ fn repair_moves_a_sled_store_to_redb() {
         refused.stderr
     );
 }
+
+/// 1. A school's synced store is damaged (a bit flipped, until the agent detects it).
+/// 2. `repair` is killed at a random moment, then run again to the end (any command would first
+///    finish a repair cut between its renames).
+/// 3. `sync`: every record is back, on both engines, after every kill.
+#[test]
+fn torture_repair_killed_then_rerun() {
+    for engine in ENGINES {
+        let cluster = Cluster::start();
+        let school = cluster.school_on(Some(engine), SCHOOL, COUNTY, 4, &[cluster.city_url()]);
+        let days = school_days("2026-11-02", 10);
+        let path = school.file("month.csv", attendance_csv(4, &days).as_bytes());
+        school
+            .agent(&["import", "attendance", path.to_str().unwrap()])
+            .ok();
+        school.agent(&["sync"]).ok();
+        let expected = school.counts();
+        let store = school.data_dir().join("store");
+        let pristine = school.data_dir().join("pristine");
+        copy_dir(&store, &pristine);
+        let mut rng = Lcg::seeded();
+        // How long an uninterrupted repair takes, to spread kills over it.
+        let start = std::time::Instant::now();
+        school.agent(&["repair"]).ok();
+        let full_ms = start.elapsed().as_millis() as u64;
+        let mut killed = 0;
+        for _ in 0..trials() {
+            for entry in std::fs::read_dir(school.data_dir()).unwrap() {
+                let p = entry.unwrap().path();
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                if name == "store" || name.starts_with("store.") {
+                    std::fs::remove_dir_all(p).unwrap();
+                }
+            }
+            copy_dir(&pristine, &store);
+            let file = data_file(&store);
+            let mut bytes = std::fs::read(&file).unwrap();
+            let used = bytes.iter().rposition(|b| *b != 0).map_or(1, |i| i + 1) as u64;
+            bytes.truncate(rng.below(used) as usize);
+            std::fs::write(&file, &bytes).unwrap();
+            let child = school
+                .command(&["repair"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let delay = std::time::Duration::from_millis(rng.below(full_ms + 1));
+            if crate::crash::kill_after(child, delay).is_none() {
+                killed += 1;
+            }
+            school.agent(&["repair"]).ok();
+            repair_and_sync(&school, &cluster, expected);
+        }
+        eprintln!(
+            "corruption: engine={engine} fault=repair-killed trials={} killed={killed} failures=0",
+            trials()
+        );
+    }
+}

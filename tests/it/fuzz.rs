@@ -11,9 +11,10 @@
 //! | `store` | `DocStore::load`, `index`, `salvage` over arbitrary values under a document's keys | disk |
 //! | `csv` | `import::parse` of every kind | clerk's files |
 //!
-//! `tests/corpus/<target>/` holds the seeds (valid inputs written by
-//! `SCHOOLSYNC_WRITE_CORPUS=1`) and every input that ever failed; `corpus_replays` runs them all
-//! as regression tests. `SCHOOLSYNC_FUZZ_CASES` sets cases per target (default 256 for CI).
+//! `tests/corpus/<target>/` holds the seeds (`seed-*`, valid inputs written by
+//! `SCHOOLSYNC_WRITE_CORPUS=1`), the corpus libFuzzer grew from them (files named by their SHA-1;
+//! see `fuzz/`), and every input that ever failed (`crash-*`); `corpus_replays` runs them all as
+//! regression tests. `SCHOOLSYNC_FUZZ_CASES` sets cases per target (default 256 for CI).
 
 use std::path::PathBuf;
 
