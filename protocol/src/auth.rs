@@ -56,17 +56,33 @@ impl Role {
 
 /// What a token says, signed by the city.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// On the wire the field names are one letter: the token rides on every request, and a rural
+/// link pays for each byte (`i`, `r`, `s`, `c`, `t`).
 pub struct Claims {
     /// The credential's id: what `revoke` names and revocation lists carry.
+    #[serde(rename = "i", alias = "id")]
     pub id: String,
+    #[serde(rename = "r", alias = "role")]
     pub role: Role,
     /// For a school credential.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "s",
+        alias = "school",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub school: Option<SchoolId>,
     /// For a school (its county), a relay (its county), or a county viewer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "c",
+        alias = "county",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub county: Option<CountyCode>,
     /// When it was issued (RFC 3339); informational.
+    #[serde(rename = "t", alias = "issued_at")]
     pub issued_at: String,
 }
 

@@ -365,10 +365,15 @@ impl std::fmt::Display for BadRecord {
 /// it loses a conflict here. Records left inconsistent only by merging two machines' concurrent
 /// edits are not the sender's doing: those stay visible as conflicts rather than blocking the
 /// school. `before` are this node's heads before the changes were applied.
+///
+/// `whole`: the document was new here (received whole), so every record is the sender's:
+/// they are enumerated directly rather than diffed from nothing (a diff would build a patch per
+/// operation: seconds and tens of MB for a term's month).
 pub fn check_incoming(
     doc: &mut AutoCommit,
     before: &[ChangeHash],
     sender_heads: &[ChangeHash],
+    whole: bool,
 ) -> Result<(), BadRecord> {
     let after = doc.get_heads();
     if before == after.as_slice() {
@@ -396,7 +401,17 @@ pub fn check_incoming(
                 .collect();
             (&mut forked, from, sender_heads.to_vec())
         };
-    let touched = touched_keys(view, &from, &to, &RECORD_MAPS);
+    let touched = if whole {
+        let mut all: BTreeMap<&'static str, std::collections::BTreeSet<String>> = BTreeMap::new();
+        for map in RECORD_MAPS {
+            if let Ok(obj) = map_id(view, map) {
+                all.insert(map, view.keys(&obj).collect());
+            }
+        }
+        all
+    } else {
+        touched_keys(view, &from, &to, &RECORD_MAPS)
+    };
     for (map, keys) in touched {
         let obj = match view.get(ROOT, map) {
             Ok(Some((Value::Object(ObjType::Map), id))) => id,
@@ -644,11 +659,11 @@ mod tests {
         commit(&mut bad, &meta(), 1);
         upstream.merge(&mut good).unwrap();
         let heads = good.get_heads();
-        assert_eq!(check_incoming(&mut upstream, &base, &heads), Ok(()));
+        assert_eq!(check_incoming(&mut upstream, &base, &heads, false), Ok(()));
         let before = upstream.get_heads();
         let mut fresh = skeleton(&id(), ActorId::random()).unwrap();
         fresh.merge(&mut bad).unwrap();
-        let err = check_incoming(&mut fresh, &base, &bad.get_heads()).unwrap_err();
+        let err = check_incoming(&mut fresh, &base, &bad.get_heads(), true).unwrap_err();
         assert_eq!(
             (err.map, err.key.as_str()),
             ("attendance", "2026-11-03/3-2")
@@ -656,7 +671,7 @@ mod tests {
         // Even when the bad write loses the conflict with a good one already here.
         let mut both = upstream.fork();
         both.merge(&mut bad).unwrap();
-        let err = check_incoming(&mut both, &before, &bad.get_heads()).unwrap_err();
+        let err = check_incoming(&mut both, &before, &bad.get_heads(), false).unwrap_err();
         assert_eq!(err.key, "2026-11-03/3-2");
         // 2. Concurrent edits that only break the rule once merged are not the sender's doing.
         let mut other = upstream.fork();
@@ -675,7 +690,7 @@ mod tests {
         let before_sender = upstream.get_heads();
         upstream.merge(&mut sender).unwrap();
         assert_eq!(
-            check_incoming(&mut upstream, &before_sender, &sender.get_heads()),
+            check_incoming(&mut upstream, &before_sender, &sender.get_heads(), false),
             Ok(())
         );
     }

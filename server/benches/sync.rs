@@ -150,7 +150,7 @@ fn main() -> Result<(), Error> {
     let city_url = format!("https://127.0.0.1:{city_port}");
     let ca_path = certs.ca_cert.to_string_lossy().into_owned();
     // Enrol the relay and the school before the city starts (the admin commands' direct path).
-    let (relay_credential, school_token) = {
+    let (relay_credential, school_token, throughput_credentials) = {
         let data = dir.path().join("city");
         let store = DocStore::open(&data.join("store"))?;
         let authority = schoolsync_server::auth::Authority::open(&data)?;
@@ -170,7 +170,25 @@ fn main() -> Result<(), Error> {
             Some("130821".parse()?),
             0,
         )?;
-        (path.to_string_lossy().into_owned(), school.token)
+        // The throughput run's 554 schools, each with its own credential.
+        let mut throughput = Vec::new();
+        for i in 0..554u32 {
+            let (claims, file) = authority.issue(
+                &store,
+                schoolsync_protocol::auth::Role::School,
+                Some(format!("2113{:06}", 100_000 + i).parse()?),
+                Some("130821".parse()?),
+                0,
+            )?;
+            let path = dir.path().join(format!("throughput-{i}.credential"));
+            std::fs::write(&path, file.to_text(&claims))?;
+            throughput.push(path);
+        }
+        (
+            path.to_string_lossy().into_owned(),
+            school.token,
+            throughput,
+        )
     };
     let city = start(
         &[
@@ -373,7 +391,7 @@ fn main() -> Result<(), Error> {
 
     // 4. The city's throughput: 554 schools (one class, one day each) syncing with nothing new,
     //    as `run` does every few minutes: a new TLS connection per sync.
-    let schools = city_throughput(&rt, &city, &city_url, &ca)?;
+    let schools = city_throughput(&rt, &city, &city_url, &ca, &throughput_credentials)?;
     println!("{schools}");
     println!(
         "binary size: schoolsync-server {} KiB",
@@ -405,14 +423,18 @@ fn city_throughput(
     city: &Server,
     city_url: &str,
     ca: &[u8],
+    credentials: &[std::path::PathBuf],
 ) -> Result<String, Error> {
     use schoolsync_agent::sync::{sync_now, Upstreams};
     let ca_pem = String::from_utf8(ca.to_vec())?;
     let mut agents = Vec::new();
-    for i in 0..554u32 {
+    for (i, credential) in (0..554u32).zip(credentials) {
         let agent = Agent::new(
             DocStore::with_kv(Box::new(schoolsync_store::MemKv::default())),
-            Config::default(),
+            Config {
+                credential: Some(credential.clone()),
+                ..Config::default()
+            },
             Actor {
                 clerk: "bench".into(),
                 machine: "bench".into(),

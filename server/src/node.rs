@@ -178,6 +178,7 @@ impl Node {
                         Err(e) => return Err(e.into()),
                     };
                     let before = doc.doc.get_heads();
+                    let existed = doc.exists();
                     match apply_payload(
                         &entry.doc,
                         &mut doc.doc,
@@ -191,6 +192,7 @@ impl Node {
                                 &before,
                                 &entry.heads,
                                 counties.get(&school.school),
+                                !existed,
                             ) {
                                 tracing::warn!(doc = %entry.doc, reason = %bad, "refused content");
                                 refusal = Some(Refusal {
@@ -317,14 +319,17 @@ fn content_check(
     before: &[automerge::ChangeHash],
     sender_heads: &[schoolsync_protocol::sync::Hash],
     county: Option<&CountyCode>,
+    whole: bool,
 ) -> Result<(), String> {
     let sender: Vec<automerge::ChangeHash> = from_wire(sender_heads)
         .into_iter()
         .filter(|h| doc.get_change_by_hash(h).is_some())
         .collect();
     match id.kind {
-        DocKind::Records(_) => schoolsync_protocol::doc::check_incoming(doc, before, &sender)
-            .map_err(|bad| bad.to_string()),
+        DocKind::Records(_) => {
+            schoolsync_protocol::doc::check_incoming(doc, before, &sender, whole)
+                .map_err(|bad| bad.to_string())
+        }
         DocKind::Profile => {
             if doc.get_heads() == before {
                 return Ok(());

@@ -533,7 +533,7 @@ fn completeness_says_where_missing_days_are_stuck() {
         ] {
             days.insert(d.to_owned(), serde_json::json!(2));
         }
-        serde_json::json!([{ "school": B, "tier": "school", "as_of_ms": 1, "days": days, "relay_confirmed": relay_confirmed }])
+        serde_json::json!([{ "school": B, "tier": "school", "as_of_ms": schoolsync_server::now_ms(), "days": days, "relay_confirmed": relay_confirmed }])
     };
     let post = |token: &str, body: serde_json::Value| -> u16 {
         let client = w.client();

@@ -19,10 +19,15 @@ pub fn dirty_key(school: &SchoolId) -> Vec<u8> {
     format!("o/r/{school}/dirty").into_bytes()
 }
 
-/// Stores reports (a relay also marks them to pass on).
+/// Stores reports (a relay also marks them to pass on). A report older than the one held is
+/// ignored: the same school's report can arrive straight from the school and, later, passed on by
+/// its relay.
 pub fn store(store: &DocStore, reports: &[Holdings], relay: bool) -> Result<(), StoreError> {
     let mut ops = Vec::new();
     for r in reports {
+        if read(store, &r.school, r.tier)?.is_some_and(|held| held.as_of_ms > r.as_of_ms) {
+            continue;
+        }
         ops.push(Op::Put(
             report_key(&r.school, r.tier),
             serde_json::to_vec(r).unwrap_or_default(),

@@ -27,6 +27,8 @@ use crate::node::{Node, NodeError};
 /// How often the indexer looks even without a commit signal (a relay's forwarder and feedback
 /// also change documents).
 pub const INDEX_INTERVAL_MS: u64 = 2_000;
+/// After a commit signal, wait this long before indexing.
+pub const INDEX_DEBOUNCE_MS: u64 = 500;
 /// Feed lines kept; older ones are dropped (a follower further behind re-reads the API).
 pub const FEED_LINES_MAX: u64 = 1_000_000;
 
@@ -302,7 +304,14 @@ pub async fn run(
         let _ = indexed.send(passes);
         tokio::select! {
             _ = shutdown.changed() => return,
-            _ = signal.notified() => {}
+            _ = signal.notified() => {
+                // Let a burst of rounds (a first sync is several) finish before competing with
+                // it for the CPU: figures lag by this much, syncs do not.
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(INDEX_DEBOUNCE_MS)) => {}
+                }
+            }
             _ = tokio::time::sleep(Duration::from_millis(INDEX_INTERVAL_MS)) => {}
         }
         if *shutdown.borrow() {
