@@ -351,6 +351,16 @@ impl DocStore {
         Ok(self.kv.scan_prefix(prefix)?)
     }
 
+    /// At most `limit` raw entries under `prefix` from key `from` on.
+    pub fn scan_raw_from(
+        &self,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> Result<crate::kv::Entries, StoreError> {
+        Ok(self.kv.scan_from(prefix, from, limit)?)
+    }
+
     /// A document as stored, without loading it: its snapshot and its increments' raw bytes.
     /// Sending these to a peer that has none of the document costs no Automerge work here.
     pub fn raw_parts(&self, id: &DocId) -> Result<RawParts, StoreError> {

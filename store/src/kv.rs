@@ -75,6 +75,9 @@ pub trait Kv: Send + Sync {
     fn batch(&self, ops: Vec<Op>) -> Result<(), KvError>;
     /// Every `(key, value)` whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, KvError>;
+    /// At most `limit` entries whose key starts with `prefix` and is not before `from`, in key
+    /// order: a cursor over a long prefix (the oversight changes feed) without reading it all.
+    fn scan_from(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Entries, KvError>;
     /// Returns once every write made before the call is durable.
     fn flush(&self) -> Result<(), KvError>;
     /// Bytes the store takes on disk.
@@ -213,6 +216,19 @@ impl Kv for SledKv {
             .collect()
     }
 
+    fn scan_from(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Entries, KvError> {
+        let start = if from < prefix { prefix } else { from };
+        self.db
+            .range(start..)
+            .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+            .take(limit)
+            .map(|item| {
+                item.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(KvError::from)
+            })
+            .collect()
+    }
+
     fn flush(&self) -> Result<(), KvError> {
         self.db.flush()?;
         Ok(())
@@ -268,6 +284,17 @@ impl Kv for MemKv {
             .map()
             .range(prefix.to_vec()..)
             .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn scan_from(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Entries, KvError> {
+        let start = if from < prefix { prefix } else { from };
+        Ok(self
+            .map()
+            .range(start.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
     }

@@ -166,6 +166,21 @@ impl Kv for RedbKv {
         })
     }
 
+    fn scan_from(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Entries, KvError> {
+        let start = if from < prefix { prefix } else { from };
+        self.read(|t| {
+            let mut out = Vec::new();
+            for item in t.range(start..)? {
+                let (k, v) = item?;
+                if !k.value().starts_with(prefix) || out.len() >= limit {
+                    break;
+                }
+                out.push((k.value().to_vec(), v.value().to_vec()));
+            }
+            Ok(out)
+        })
+    }
+
     fn flush(&self) -> Result<(), KvError> {
         // Every commit was durable when it returned.
         Ok(())

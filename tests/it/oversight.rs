@@ -432,6 +432,27 @@ fn exports_open_in_excel_and_the_feed_resumes() {
     assert_eq!(days.len(), 10 + 8, "A's and B's class-days");
     let last = *seqs.last().unwrap();
     assert!(read(last).is_empty());
+    // The cursor header says where to resume: past the lines of county Y this reader skipped.
+    let cursor = w.cluster.rt.block_on(async {
+        let r = w
+            .client()
+            .get(format!("{}/api/v1/changes?after=0", w.cluster.city_url()))
+            .bearer_auth(&w.viewer_x)
+            .send()
+            .await
+            .unwrap();
+        r.headers()["schoolsync-cursor"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    });
+    let city_lines = read_as(&w, &w.viewer_city, 0);
+    assert_eq!(cursor, city_lines.last().unwrap()["seq"].as_u64().unwrap());
+    assert!(
+        city_lines.len() > all.len(),
+        "the city viewer sees county Y's lines too"
+    );
     // A correction at school B shows up as one new line after the cursor.
     w.schools[1]
         .agent(&[
@@ -701,4 +722,14 @@ fn the_dashboard_in_a_real_browser_matches_the_api() {
         "{city}/?level=county&id={X}&period=week&date={MONDAY}"
     ));
     assert!(page.text().contains("may not read"), "{}", page.text());
+}
+
+fn read_as(w: &Week, token: &str, after: u64) -> Vec<serde_json::Value> {
+    let (status, body) = w.get(false, token, &format!("/api/v1/changes?after={after}"));
+    assert_eq!(status, 200);
+    String::from_utf8(body)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }

@@ -18,6 +18,14 @@ use crate::api::{authenticate_with, blocking, ApiError, AppState};
 
 /// Feed lines per request at most.
 pub const FEED_LIMIT_MAX: usize = 10_000;
+/// Response header of the feed: the `seq` to resume after (the last line looked at, which may be
+/// past the last line returned when lines out of the reader's scope were skipped).
+pub const CURSOR_HEADER: &str = "schoolsync-cursor";
+/// Feed lines read from the store at a time.
+pub const FEED_PAGE_LINES: usize = 1_000;
+/// Feed lines looked at per request at most (a county viewer skipping other counties' lines
+/// resumes from the last line it was given).
+pub const FEED_SCAN_MAX: usize = 100_000;
 /// Compliance rows per request at most.
 pub const COMPLIANCE_ROWS_MAX: usize = 5_000;
 
@@ -363,39 +371,63 @@ async fn changes(
     let body = blocking(move || {
         let mut out = Vec::new();
         let mut n = 0;
-        let from = feed_key(q.after.saturating_add(1));
-        for (k, v) in node
-            .store
-            .scan_raw(b"o/c/")
-            .map_err(|_| ApiError::store())?
-        {
-            if k < from {
-                continue;
-            }
-            let Ok(line) = serde_json::from_slice::<FeedLine>(&v) else {
-                continue;
+        let mut from = feed_key(q.after.saturating_add(1));
+        // Pages of the feed from the cursor on; lines out of the reader's scope are skipped,
+        // and at most FEED_SCAN_MAX lines are looked at per request (the reader resumes).
+        let mut scanned = 0;
+        let mut cursor = q.after;
+        'pages: while scanned < FEED_SCAN_MAX {
+            let page = node
+                .store
+                .scan_raw_from(b"o/c/", &from, FEED_PAGE_LINES)
+                .map_err(|_| ApiError::store())?;
+            let Some((last, _)) = page.last() else {
+                break;
             };
-            let Ok(school) = line.school.parse::<SchoolId>() else {
-                continue;
-            };
-            let county = gate
-                .county_of(&node.store, &school)
-                .map_err(|_| ApiError::store())?
-                .or_else(|| line.county.parse().ok());
-            if !claims.may_read(&school, county.as_ref()) {
-                continue;
+            from = [last.as_slice(), &[0]].concat();
+            let full = page.len() == FEED_PAGE_LINES;
+            for (_, v) in page {
+                scanned += 1;
+                let Ok(line) = serde_json::from_slice::<FeedLine>(&v) else {
+                    continue;
+                };
+                cursor = line.seq;
+                let Ok(school) = line.school.parse::<SchoolId>() else {
+                    continue;
+                };
+                let county = gate
+                    .county_of(&node.store, &school)
+                    .map_err(|_| ApiError::store())?
+                    .or_else(|| line.county.parse().ok());
+                if !claims.may_read(&school, county.as_ref()) {
+                    continue;
+                }
+                out.extend_from_slice(&v);
+                out.push(b'\n');
+                n += 1;
+                if n >= limit {
+                    break 'pages;
+                }
             }
-            out.extend_from_slice(&v);
-            out.push(b'\n');
-            n += 1;
-            if n >= limit {
+            if !full {
                 break;
             }
         }
-        Ok(out)
+        Ok((out, cursor))
     })
     .await?;
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+    let (body, cursor) = body;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson".to_owned()),
+            (
+                header::HeaderName::from_static(CURSOR_HEADER),
+                cursor.to_string(),
+            ),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 async fn openapi() -> Response {

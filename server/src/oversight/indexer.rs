@@ -58,6 +58,8 @@ pub struct FeedLine {
 pub struct Pass {
     pub documents: usize,
     pub class_days: usize,
+    /// Documents that could not be indexed this pass.
+    pub failed: usize,
 }
 
 fn heads_key(id: &DocId) -> Vec<u8> {
@@ -221,9 +223,20 @@ pub fn refresh(node: &Node, now_ms: i64) -> Result<Pass, NodeError> {
                 Ok(class_days)
             },
         ))
-        .map_err(|_| NodeError::Panicked)??;
-        pass.documents += 1;
-        pass.class_days += done;
+        .map_err(|_| NodeError::Panicked)
+        .and_then(|r| r);
+        match done {
+            Ok(n) => {
+                pass.documents += 1;
+                pass.class_days += n;
+            }
+            Err(e) => {
+                // One damaged or unreadable document must not hold up every other school's
+                // figures: it stays unindexed (and is tried again next pass).
+                tracing::warn!(doc = %id, error = %e, "oversight could not index a document");
+                pass.failed += 1;
+            }
+        }
     }
     Ok(pass)
 }
