@@ -16,9 +16,7 @@
 use std::collections::BTreeMap;
 
 use autosurgeon::reconcile::{MapReconciler, NoKey};
-use autosurgeon::{
-    hydrate_prop, Hydrate, HydrateError, MaybeMissing, ReadDoc, Reconcile, Reconciler,
-};
+use autosurgeon::{Hydrate, HydrateError, ReadDoc, Reconcile, Reconciler};
 use chrono::NaiveDate;
 
 use crate::ids::{parse_date, ClassId};
@@ -77,26 +75,50 @@ fn parse_codes<T>(
         .collect()
 }
 
-fn get<D: ReadDoc, T: Hydrate>(
-    doc: &D,
-    obj: &automerge::ObjId,
-    prop: &str,
-) -> Result<T, HydrateError> {
-    hydrate_prop(doc, obj, prop)
-}
+/// A record's fields, read in one pass over its map. A lookup per field (`hydrate_prop`) costs a
+/// seek in the document each; reading every record of a term that way dominated the upstream's
+/// content check of a first sync and the oversight indexer. The values are the visible ones
+/// (the winners of any conflict), as a lookup would return.
+struct Fields(Vec<(String, automerge::Value<'static>)>);
 
-/// An optional text field: absent, `null` or `""` is `None`.
-fn get_opt<D: ReadDoc>(
-    doc: &D,
-    obj: &automerge::ObjId,
-    prop: &str,
-) -> Result<Option<String>, HydrateError> {
-    Ok(
-        match hydrate_prop::<_, MaybeMissing<Option<String>>, _, _>(doc, obj, prop)? {
-            MaybeMissing::Missing => None,
-            MaybeMissing::Present(value) => value.filter(|v| !v.is_empty()),
-        },
-    )
+impl Fields {
+    fn read<D: ReadDoc>(doc: &D, obj: &automerge::ObjId) -> Fields {
+        Fields(
+            doc.map_range(obj, ..)
+                .map(|item| (item.key.into_owned(), item.value.into()))
+                .collect(),
+        )
+    }
+
+    fn value(&self, prop: &str) -> Option<&automerge::Value<'static>> {
+        self.0.iter().find(|(k, _)| k == prop).map(|(_, v)| v)
+    }
+
+    /// A required field.
+    fn get<T: Hydrate>(&self, prop: &str) -> Result<T, HydrateError> {
+        match self.value(prop) {
+            Some(automerge::Value::Scalar(s)) => T::hydrate_scalar(std::borrow::Cow::Borrowed(s)),
+            Some(automerge::Value::Object(_)) => {
+                Err(HydrateError::unexpected(prop, "an object".to_owned()))
+            }
+            None => T::hydrate_none(),
+        }
+    }
+
+    /// An optional text field: absent, `null` or `""` is `None`.
+    fn get_opt(&self, prop: &str) -> Result<Option<String>, HydrateError> {
+        match self.value(prop) {
+            None => Ok(None),
+            Some(automerge::Value::Scalar(s)) => match s.as_ref() {
+                automerge::ScalarValue::Null => Ok(None),
+                automerge::ScalarValue::Str(t) => Ok(Some(t.to_string()).filter(|t| !t.is_empty())),
+                other => Err(HydrateError::unexpected(prop, other.to_string())),
+            },
+            Some(automerge::Value::Object(_)) => {
+                Err(HydrateError::unexpected(prop, "an object".to_owned()))
+            }
+        }
+    }
 }
 
 impl Reconcile for Attendance {
@@ -122,11 +144,9 @@ impl Reconcile for Attendance {
 impl Hydrate for Attendance {
     fn hydrate_map<D: ReadDoc>(doc: &D, obj: &automerge::ObjId) -> Result<Self, HydrateError> {
         let (date, class) = placeholder();
+        let f = Fields::read(doc, obj);
         let mut symptoms = BTreeMap::new();
-        for part in get_opt(doc, obj, "symptoms")?
-            .unwrap_or_default()
-            .split(',')
-        {
+        for part in f.get_opt("symptoms")?.unwrap_or_default().split(',') {
             if let Some((name, n)) = part.split_once(':') {
                 let n = n
                     .parse()
@@ -137,11 +157,11 @@ impl Hydrate for Attendance {
         Ok(Attendance {
             date,
             class,
-            expected: get(doc, obj, "expected")?,
-            present: get(doc, obj, "present")?,
-            sick: get(doc, obj, "sick")?,
-            personal: get(doc, obj, "personal")?,
-            other: get(doc, obj, "other")?,
+            expected: f.get("expected")?,
+            present: f.get("present")?,
+            sick: f.get("sick")?,
+            personal: f.get("personal")?,
+            other: f.get("other")?,
             symptoms,
         })
     }
@@ -170,9 +190,10 @@ impl Reconcile for HomeworkItem {
 impl Hydrate for HomeworkItem {
     fn hydrate_map<D: ReadDoc>(doc: &D, obj: &automerge::ObjId) -> Result<Self, HydrateError> {
         let (date, class) = placeholder();
-        let code = |prop: &str| -> Result<String, HydrateError> { get(doc, obj, prop) };
+        let f = Fields::read(doc, obj);
+        let code = |prop: &str| -> Result<String, HydrateError> { f.get(prop) };
         let bad = |what: &str, text: String| HydrateError::unexpected(what, text);
-        let review = get_opt(doc, obj, "review")?.and_then(|text| {
+        let review = f.get_opt("review")?.and_then(|text| {
             text.split_once(' ').map(|(at, by)| Review {
                 by: by.to_owned(),
                 at: at.to_owned(),
@@ -181,23 +202,19 @@ impl Hydrate for HomeworkItem {
         Ok(HomeworkItem {
             date,
             class,
-            subject: get(doc, obj, "subject")?,
-            content: get(doc, obj, "content")?,
+            subject: f.get("subject")?,
+            content: f.get("content")?,
             kind: HomeworkType::parse(&code("type")?)
                 .ok_or_else(|| bad("homework type", code("type").unwrap_or_default()))?,
             layer: Layer::parse(&code("layer")?)
                 .ok_or_else(|| bad("layer", code("layer").unwrap_or_default()))?,
             place: Place::parse(&code("place")?)
                 .ok_or_else(|| bad("place", code("place").unwrap_or_default()))?,
-            minutes: get(doc, obj, "minutes")?,
-            teacher: get_opt(doc, obj, "teacher")?,
+            minutes: f.get("minutes")?,
+            teacher: f.get_opt("teacher")?,
             review,
-            published: get(doc, obj, "published")?,
-            flags: parse_codes(
-                get_opt(doc, obj, "flags")?,
-                HomeworkFlag::parse,
-                "homework flag",
-            )?,
+            published: f.get("published")?,
+            flags: parse_codes(f.get_opt("flags")?, HomeworkFlag::parse, "homework flag")?,
         })
     }
 }
@@ -223,20 +240,21 @@ impl Reconcile for AfterSchool {
 impl Hydrate for AfterSchool {
     fn hydrate_map<D: ReadDoc>(doc: &D, obj: &automerge::ObjId) -> Result<Self, HydrateError> {
         let (date, class) = placeholder();
+        let f = Fields::read(doc, obj);
         Ok(AfterSchool {
             date,
             class,
-            enrolled: get(doc, obj, "enrolled")?,
-            participants: get(doc, obj, "participants")?,
-            start: get::<_, Clock>(doc, obj, "start")?,
-            end: get::<_, Clock>(doc, obj, "end")?,
+            enrolled: f.get("enrolled")?,
+            participants: f.get("participants")?,
+            start: f.get::<Clock>("start")?,
+            end: f.get::<Clock>("end")?,
             content: parse_codes(
-                get_opt(doc, obj, "content")?,
+                f.get_opt("content")?,
                 ServiceContent::parse,
                 "after-school content",
             )?,
-            teachers: get(doc, obj, "teachers")?,
-            outside_staff: get(doc, obj, "outside_staff")?,
+            teachers: f.get("teachers")?,
+            outside_staff: f.get("outside_staff")?,
         })
     }
 }
