@@ -415,7 +415,7 @@ fn run_admin(file: &FileConfig, common: Common, command: Admin) -> anyhow::Resul
             if out.json {
                 println!(
                     "{}",
-                    serde_json::json!({ "claims": claims, "file": path.display().to_string() })
+                    serde_json::json!({ "credential": record_json(&claims, None), "file": path.display().to_string() })
                 );
             } else {
                 println!(
@@ -428,7 +428,10 @@ fn run_admin(file: &FileConfig, common: Common, command: Admin) -> anyhow::Resul
         }
         Outcome::Revoked(record) => {
             if out.json {
-                println!("{}", serde_json::to_string(&record)?);
+                println!(
+                    "{}",
+                    record_json(&record.claims, record.revoked_at.as_deref())
+                );
             } else {
                 println!(
                     "revoked {} ({}); relays apply it on their next contact with the city.\n已吊销。",
@@ -439,7 +442,11 @@ fn run_admin(file: &FileConfig, common: Common, command: Admin) -> anyhow::Resul
         }
         Outcome::Listed(records) => {
             if out.json {
-                println!("{}", serde_json::to_string(&records)?);
+                let all: Vec<_> = records
+                    .iter()
+                    .map(|r| record_json(&r.claims, r.revoked_at.as_deref()))
+                    .collect();
+                println!("{}", serde_json::Value::Array(all));
             } else {
                 for r in records {
                     println!(
@@ -457,4 +464,20 @@ fn run_admin(file: &FileConfig, common: Common, command: Admin) -> anyhow::Resul
         }
     }
     Ok(())
+}
+
+/// A credential's record for `--json` output, with whole field names (tokens use one-letter
+/// ones to stay short on the wire).
+fn record_json(
+    claims: &schoolsync_protocol::auth::Claims,
+    revoked_at: Option<&str>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "id": claims.id,
+        "role": claims.role.name(),
+        "school": claims.school,
+        "county": claims.county,
+        "issued_at": claims.issued_at,
+        "revoked_at": revoked_at,
+    })
 }
