@@ -257,16 +257,41 @@ pub fn read_feedback(doc: &AutoCommit) -> Result<BTreeMap<String, Feedback>, Doc
     hydrate_map(doc, "feedback")
 }
 
+/// A map of records read in one pass, each record from the object id the pass yields:
+/// autosurgeon's map hydration looks every key up again, a seek in the document per record.
+/// A record that is not a map is an error, as hydration would say.
+fn hydrate_records<T: Hydrate>(
+    doc: &AutoCommit,
+    name: &'static str,
+) -> Result<BTreeMap<String, T>, DocError> {
+    let obj = match doc.get(ROOT, name)? {
+        Some((Value::Object(ObjType::Map), id)) => id,
+        _ => return Ok(BTreeMap::new()),
+    };
+    let mut out = BTreeMap::new();
+    for item in doc.map_range(&obj, ..) {
+        if !matches!(item.value, automerge::ValueRef::Object(ObjType::Map)) {
+            return Err(DocError::Hydrate(autosurgeon::HydrateError::unexpected(
+                "a record map",
+                format!("something else at {name}/{}", item.key),
+            )));
+        }
+        let record = T::hydrate_map(doc, &item.id())?;
+        out.insert(item.key.into_owned(), record);
+    }
+    Ok(out)
+}
+
 pub fn read_month(doc: &AutoCommit) -> Result<MonthRecords, DocError> {
-    let mut attendance: BTreeMap<String, Attendance> = hydrate_map(doc, "attendance")?;
+    let mut attendance: BTreeMap<String, Attendance> = hydrate_records(doc, "attendance")?;
     for (key, r) in attendance.iter_mut() {
         crate::schema::fill_from_key(key, &mut r.date, &mut r.class)?;
     }
-    let mut homework: BTreeMap<String, HomeworkItem> = hydrate_map(doc, "homework")?;
+    let mut homework: BTreeMap<String, HomeworkItem> = hydrate_records(doc, "homework")?;
     for (key, r) in homework.iter_mut() {
         crate::schema::fill_from_key(key, &mut r.date, &mut r.class)?;
     }
-    let mut afterschool: BTreeMap<String, AfterSchool> = hydrate_map(doc, "afterschool")?;
+    let mut afterschool: BTreeMap<String, AfterSchool> = hydrate_records(doc, "afterschool")?;
     for (key, r) in afterschool.iter_mut() {
         crate::schema::fill_from_key(key, &mut r.date, &mut r.class)?;
     }
@@ -401,17 +426,45 @@ pub fn check_incoming(
                 .collect();
             (&mut forked, from, sender_heads.to_vec())
         };
-    let touched = if whole {
-        let mut all: BTreeMap<&'static str, std::collections::BTreeSet<String>> = BTreeMap::new();
-        for map in RECORD_MAPS {
-            if let Ok(obj) = map_id(view, map) {
-                all.insert(map, view.keys(&obj).collect());
-            }
+    if whole {
+        // Every record is the sender's: read each map in one pass and check them all.
+        let bad = |map: &'static str, key: &str, reason: String| BadRecord {
+            map,
+            key: key.to_owned(),
+            reason,
+        };
+        let unreadable = |map: &'static str, e: DocError| BadRecord {
+            map,
+            key: String::new(),
+            reason: format!("not readable records ({e})"),
+        };
+        for (key, mut r) in hydrate_records::<Attendance>(view, "attendance")
+            .map_err(|e| unreadable("attendance", e))?
+        {
+            crate::schema::fill_from_key(&key, &mut r.date, &mut r.class)
+                .map_err(|e| bad("attendance", &key, e.to_string()))?;
+            r.check()
+                .map_err(|e| bad("attendance", &key, e.to_string()))?;
         }
-        all
-    } else {
-        touched_keys(view, &from, &to, &RECORD_MAPS)
-    };
+        for (key, mut r) in hydrate_records::<HomeworkItem>(view, "homework")
+            .map_err(|e| unreadable("homework", e))?
+        {
+            crate::schema::fill_from_key(&key, &mut r.date, &mut r.class)
+                .map_err(|e| bad("homework", &key, e.to_string()))?;
+            r.check()
+                .map_err(|e| bad("homework", &key, e.to_string()))?;
+        }
+        for (key, mut r) in hydrate_records::<AfterSchool>(view, "afterschool")
+            .map_err(|e| unreadable("afterschool", e))?
+        {
+            crate::schema::fill_from_key(&key, &mut r.date, &mut r.class)
+                .map_err(|e| bad("afterschool", &key, e.to_string()))?;
+            r.check()
+                .map_err(|e| bad("afterschool", &key, e.to_string()))?;
+        }
+        return Ok(());
+    }
+    let touched = touched_keys(view, &from, &to, &RECORD_MAPS);
     for (map, keys) in touched {
         let obj = match view.get(ROOT, map) {
             Ok(Some((Value::Object(ObjType::Map), id))) => id,

@@ -167,9 +167,13 @@ pub fn refresh(node: &Node, now_ms: i64) -> Result<Pass, NodeError> {
                                 ))
                             })
                             .collect();
-                        let records =
+                        // A whole document is read in one pass; a few touched class-days by key.
+                        let records = if from.is_empty() {
+                            doc::read_month(&loaded.doc)
+                        } else {
                             doc::read_class_days(&loaded.doc, parsed.iter().map(|(d, c)| (*d, c)))
-                                .map_err(StoreError::from)?;
+                        }
+                        .map_err(StoreError::from)?;
                         let mut by_date: BTreeMap<String, BTreeMap<String, Tally>> =
                             BTreeMap::new();
                         let mut seq: u64 = store
