@@ -257,18 +257,18 @@ pub fn read_feedback(doc: &AutoCommit) -> Result<BTreeMap<String, Feedback>, Doc
     hydrate_map(doc, "feedback")
 }
 
-/// A map of records read in one pass, each record from the object id the pass yields:
+/// Visits a map of records in one pass, each record read from the object id the pass yields:
 /// autosurgeon's map hydration looks every key up again, a seek in the document per record.
 /// A record that is not a map is an error, as hydration would say.
-fn hydrate_records<T: Hydrate>(
+fn each_record<T: Hydrate>(
     doc: &AutoCommit,
     name: &'static str,
-) -> Result<BTreeMap<String, T>, DocError> {
+    mut visit: impl FnMut(String, T) -> Result<(), DocError>,
+) -> Result<(), DocError> {
     let obj = match doc.get(ROOT, name)? {
         Some((Value::Object(ObjType::Map), id)) => id,
-        _ => return Ok(BTreeMap::new()),
+        _ => return Ok(()),
     };
-    let mut out = BTreeMap::new();
     for item in doc.map_range(&obj, ..) {
         if !matches!(item.value, automerge::ValueRef::Object(ObjType::Map)) {
             return Err(DocError::Hydrate(autosurgeon::HydrateError::unexpected(
@@ -277,8 +277,21 @@ fn hydrate_records<T: Hydrate>(
             )));
         }
         let record = T::hydrate_map(doc, &item.id())?;
-        out.insert(item.key.into_owned(), record);
+        visit(item.key.into_owned(), record)?;
     }
+    Ok(())
+}
+
+/// A map of records, read with [`each_record`].
+fn hydrate_records<T: Hydrate>(
+    doc: &AutoCommit,
+    name: &'static str,
+) -> Result<BTreeMap<String, T>, DocError> {
+    let mut out = BTreeMap::new();
+    each_record(doc, name, |key, record| {
+        out.insert(key, record);
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -427,40 +440,51 @@ pub fn check_incoming(
             (&mut forked, from, sender_heads.to_vec())
         };
     if whole {
-        // Every record is the sender's: read each map in one pass and check them all.
-        let bad = |map: &'static str, key: &str, reason: String| BadRecord {
-            map,
-            key: key.to_owned(),
-            reason,
+        // Every record is the sender's: each map read in one pass, each record checked as it
+        // is read (nothing of the month is held at once).
+        let mut found: Option<BadRecord> = None;
+        let mut check = |map: &'static str,
+                         key: String,
+                         date: &mut crate::records::Day,
+                         class: &mut crate::ids::ClassId,
+                         checked: Result<(), crate::HardError>| {
+            if found.is_none() {
+                let reason = crate::schema::fill_from_key(&key, date, class)
+                    .map_err(|e| e.to_string())
+                    .and(checked.map_err(|e| e.to_string()));
+                if let Err(reason) = reason {
+                    found = Some(BadRecord { map, key, reason });
+                }
+            }
         };
-        let unreadable = |map: &'static str, e: DocError| BadRecord {
-            map,
-            key: String::new(),
-            reason: format!("not readable records ({e})"),
-        };
-        for (key, mut r) in hydrate_records::<Attendance>(view, "attendance")
-            .map_err(|e| unreadable("attendance", e))?
-        {
-            crate::schema::fill_from_key(&key, &mut r.date, &mut r.class)
-                .map_err(|e| bad("attendance", &key, e.to_string()))?;
-            r.check()
-                .map_err(|e| bad("attendance", &key, e.to_string()))?;
+        let read = each_record::<Attendance>(view, "attendance", |key, mut r| {
+            let checked = r.check();
+            check("attendance", key, &mut r.date, &mut r.class, checked);
+            Ok(())
+        })
+        .and_then(|()| {
+            each_record::<HomeworkItem>(view, "homework", |key, mut r| {
+                let checked = r.check();
+                check("homework", key, &mut r.date, &mut r.class, checked);
+                Ok(())
+            })
+        })
+        .and_then(|()| {
+            each_record::<AfterSchool>(view, "afterschool", |key, mut r| {
+                let checked = r.check();
+                check("afterschool", key, &mut r.date, &mut r.class, checked);
+                Ok(())
+            })
+        });
+        if let Err(e) = read {
+            return Err(BadRecord {
+                map: "document",
+                key: String::new(),
+                reason: format!("not readable records ({e})"),
+            });
         }
-        for (key, mut r) in hydrate_records::<HomeworkItem>(view, "homework")
-            .map_err(|e| unreadable("homework", e))?
-        {
-            crate::schema::fill_from_key(&key, &mut r.date, &mut r.class)
-                .map_err(|e| bad("homework", &key, e.to_string()))?;
-            r.check()
-                .map_err(|e| bad("homework", &key, e.to_string()))?;
-        }
-        for (key, mut r) in hydrate_records::<AfterSchool>(view, "afterschool")
-            .map_err(|e| unreadable("afterschool", e))?
-        {
-            crate::schema::fill_from_key(&key, &mut r.date, &mut r.class)
-                .map_err(|e| bad("afterschool", &key, e.to_string()))?;
-            r.check()
-                .map_err(|e| bad("afterschool", &key, e.to_string()))?;
+        if let Some(bad) = found {
+            return Err(bad);
         }
         return Ok(());
     }
