@@ -130,28 +130,18 @@ pub async fn sync_now(
                     progress,
                 )
                 .await
+                .map(|summary| (summary, upstream))
             }
             Err(e) => Err(e),
         };
         match result {
-            Ok(summary) => {
-                // Tell the upstream what this school holds, when that changed (completeness by
+            Ok((summary, upstream)) => {
+                // Tell the upstreams what this school holds, when that changed (completeness by
                 // tier). Best effort: the data itself is already there, and a failed report is
                 // sent again after the next change.
-                for to in &upstreams.urls {
-                    let report = report_holdings(agent, to, &upstreams, token.as_deref(), now_ms);
-                    if to == url {
-                        let _ = report.await;
-                    } else {
-                        // Another upstream (the city, past the relay) may be out of reach: a
-                        // clerk's sync does not wait long for it.
-                        let _ = tokio::time::timeout(
-                            Duration::from_millis(HOLDINGS_OTHER_TIMEOUT_MS),
-                            report,
-                        )
+                let _ =
+                    report_holdings(agent, url, &upstream, &upstreams, token.as_deref(), now_ms)
                         .await;
-                    }
-                }
                 status.needs_probe = false;
                 status.last_success_ms = Some(now_ms);
                 status.last_error_zh = None;
@@ -230,39 +220,56 @@ pub fn holdings(agent: &Agent, now_ms: i64) -> Result<Holdings, AppError> {
     })
 }
 
-/// Sends [`holdings`] to `url` (each upstream, the relay and the city) if this school changed
-/// anything since it last told that upstream.
+/// Sends [`holdings`] to each upstream that has not been told since this school's last change:
+/// at once to the one it just synced with (`synced`, over its open connection), briefly to the
+/// others (the city, past the relay), which may be out of reach.
 async fn report_holdings(
     agent: &Agent,
-    url: &str,
+    synced_url: &str,
+    synced: &Upstream,
     upstreams: &Upstreams,
     token: Option<&str>,
     now_ms: i64,
 ) -> Result<(), AppError> {
     let last_change = agent.store.meta("last_change")?.unwrap_or_default();
-    let sent_name = format!("holdings_sent/{}", link_key(url));
-    if agent.store.meta(&sent_name)?.as_deref() == Some(last_change.as_str()) {
+    let sent_name = |url: &str| format!("holdings_sent/{}", link_key(url));
+    let mut pending = Vec::new();
+    for url in &upstreams.urls {
+        if agent.store.meta(&sent_name(url))?.as_deref() != Some(last_change.as_str()) {
+            pending.push(url);
+        }
+    }
+    if pending.is_empty() {
         return Ok(());
     }
     let report = holdings(agent, now_ms)?;
-    let mut upstream =
-        Upstream::new(url, upstreams.ca_pem.as_deref().map(str::as_bytes)).map_err(|e| {
-            AppError::SyncFailed {
-                message: e.to_string(),
-            }
-        })?;
-    if let Some(t) = token {
-        upstream = upstream.with_credential(t);
+    for url in pending {
+        let delivered = if url == synced_url {
+            synced
+                .post_holdings(std::slice::from_ref(&report))
+                .await
+                .is_ok()
+        } else {
+            let Ok(other) = Upstream::new(url, upstreams.ca_pem.as_deref().map(str::as_bytes))
+            else {
+                continue;
+            };
+            let other = match token {
+                Some(t) => other.with_credential(t),
+                None => other,
+            };
+            let post = other.post_holdings(std::slice::from_ref(&report));
+            matches!(
+                tokio::time::timeout(Duration::from_millis(HOLDINGS_OTHER_TIMEOUT_MS), post).await,
+                Ok(Ok(()))
+            )
+        };
+        if delivered {
+            agent
+                .store
+                .write_raw(vec![DocStore::meta_op(&sent_name(url), &last_change)])?;
+        }
     }
-    upstream
-        .post_holdings(std::slice::from_ref(&report))
-        .await
-        .map_err(|e| AppError::SyncFailed {
-            message: e.to_string(),
-        })?;
-    agent
-        .store
-        .write_raw(vec![DocStore::meta_op(&sent_name, &last_change)])?;
     Ok(())
 }
 

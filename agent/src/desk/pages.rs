@@ -24,7 +24,7 @@ use serde::Deserialize;
 
 use super::html::{self, esc, url, Field, Nav};
 use super::{error_page, html_response, see_other, Desk, FORM_FIELDS_MAX};
-use crate::app::{AppError, ClassReport, NewRecord};
+use crate::app::{AppError, ClassReport};
 use crate::import::{hard_error_field, parse_fields, Kind, RowItem};
 use crate::sync::LinkStatus;
 
@@ -968,68 +968,111 @@ fn homework_page(
     )
 }
 
+/// One class's record posted from its form: the fields, the day and the class.
+struct Posted {
+    form: HashMap<String, String>,
+    date: NaiveDate,
+    class: String,
+}
+
+impl Posted {
+    fn read(pairs: Vec<(String, String)>, lang: Lang) -> Result<Posted, Box<Response>> {
+        let form = form_map(pairs, lang)?;
+        let date =
+            day(form.get("date").map(String::as_str)).map_err(|e| Box::new(bad_date(e, lang)))?;
+        let class = form.get("class").cloned().unwrap_or_default();
+        Ok(Posted { form, date, class })
+    }
+
+    /// The posted values of `fields`, to put back into the form next to its errors.
+    fn values(&self, fields: &[&'static str]) -> HashMap<&'static str, String> {
+        fields
+            .iter()
+            .map(|f| (*f, self.form.get(*f).cloned().unwrap_or_default()))
+            .collect()
+    }
+}
+
+/// What saving one class's record came to: the errors by field (nothing was written if any)
+/// and the day's report, read when the page needs it (`report` always, else only on errors).
+type Saved = (HashMap<String, String>, Vec<ClassReport>);
+
+/// Parses `fields` of a posted form with the importer's own row parser and writes the record,
+/// as `action`; a hard error is placed on the field it names (else on `first`).
+async fn save_class_record(
+    desk: &Desk,
+    lang: Lang,
+    posted: &Posted,
+    kind: Kind,
+    fields: &'static [&'static str],
+    action: &'static str,
+    report: bool,
+) -> Result<Saved, Response> {
+    let (form, date, class) = (posted.form.clone(), posted.date, posted.class.clone());
+    with_agent(desk, lang, move |a| {
+        let profile = a.profile()?;
+        let d = date.to_string();
+        let get = |f: &str| form.get(f).map_or("", |v| v.trim());
+        let mut row: Vec<(&'static str, &str)> = vec![("date", &d), ("class", &class)];
+        row.extend(fields.iter().map(|f| (*f, get(f))));
+        let mut errors = HashMap::new();
+        match parse_fields(kind, row, &profile) {
+            Ok(RowItem::Record(r)) => {
+                a.write_records(&[r], action, now_ms())?;
+            }
+            Ok(RowItem::Class(_)) => {}
+            Err(e) => {
+                errors.insert(
+                    hard_error_field(&e).unwrap_or(fields[0]).to_owned(),
+                    e.message(lang),
+                );
+            }
+        }
+        let report = if report || !errors.is_empty() {
+            a.report(date)?
+        } else {
+            Vec::new()
+        };
+        Ok((errors, report))
+    })
+    .await
+}
+
 pub async fn homework_save(
     State(desk): State<Desk>,
     Extension(lang): Extension<Lang>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Response {
-    let form = match form_map(pairs, lang) {
-        Ok(f) => f,
+    let posted = match Posted::read(pairs, lang) {
+        Ok(p) => p,
         Err(r) => return *r,
     };
-    let date = match day(form.get("date").map(String::as_str)) {
-        Ok(d) => d,
-        Err(e) => return bad_date(e, lang),
-    };
-    let class = form.get("class").cloned().unwrap_or_default();
-    let posted = form.clone();
-    let class_for_job = class.clone();
-    let outcome = with_agent(&desk, lang, move |a| {
-        let profile = a.profile()?;
-        let d = date.to_string();
-        let get = |f: &str| form.get(f).map_or("", |v| v.trim());
-        let mut fields: Vec<(&'static str, &str)> = vec![("date", &d), ("class", &class_for_job)];
-        fields.extend(HOMEWORK_FIELDS.iter().map(|f| (*f, get(f))));
-        let mut errors = HashMap::new();
-        match parse_fields(Kind::Homework, fields, &profile) {
-            Ok(RowItem::Record(r @ NewRecord::Homework(_))) => {
-                a.write_records(&[r], "desk homework", now_ms())?;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                errors.insert(
-                    hard_error_field(&e).unwrap_or("subject").to_owned(),
-                    e.message(lang),
-                );
-            }
-        }
-        let report = if errors.is_empty() {
-            Vec::new()
-        } else {
-            a.report(date)?
-        };
-        Ok((errors, report))
-    })
+    let (date, class) = (posted.date, &posted.class);
+    let saved = save_class_record(
+        &desk,
+        lang,
+        &posted,
+        Kind::Homework,
+        &HOMEWORK_FIELDS,
+        "desk homework",
+        false,
+    )
     .await;
-    match outcome {
+    match saved {
         Ok((errors, _)) if errors.is_empty() => see_other(&format!(
             "/homework?date={date}&class={}&saved=1",
-            url(&class)
+            url(class)
         )),
         Ok((errors, report)) => {
-            let Some(chosen) = chosen(&report, Some(&class)) else {
+            let Some(chosen) = chosen(&report, Some(class)) else {
                 return no_classes(lang, date);
             };
-            let values: HashMap<&str, String> = HOMEWORK_FIELDS
-                .iter()
-                .map(|f| (*f, posted.get(*f).cloned().unwrap_or_default()))
-                .collect();
             homework_page(
                 lang,
                 date,
                 &report,
                 chosen,
-                &values,
+                &posted.values(&HOMEWORK_FIELDS),
                 &errors,
                 false,
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -1091,7 +1134,15 @@ pub async fn homework_review(
 // After-school: per class.
 
 /// After-school form fields besides the content checkboxes.
-const AFTERSCHOOL_FIELDS: [&str; 5] = ["participants", "start", "end", "teachers", "outside_staff"];
+/// What the after-school form posts: its fields and the content boxes.
+const AFTERSCHOOL_FORM_FIELDS: [&str; 6] = [
+    "participants",
+    "start",
+    "end",
+    "teachers",
+    "outside_staff",
+    "content",
+];
 
 pub async fn afterschool_form(
     State(desk): State<Desk>,
@@ -1272,45 +1323,22 @@ pub async fn afterschool_save(
     Extension(lang): Extension<Lang>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Response {
-    let form = match form_map(pairs, lang) {
-        Ok(f) => f,
+    let posted = match Posted::read(pairs, lang) {
+        Ok(p) => p,
         Err(r) => return *r,
     };
-    let date = match day(form.get("date").map(String::as_str)) {
-        Ok(d) => d,
-        Err(e) => return bad_date(e, lang),
-    };
-    let class = form.get("class").cloned().unwrap_or_default();
-    let posted = form.clone();
-    let class_for_job = class.clone();
-    let outcome = with_agent(&desk, lang, move |a| {
-        let profile = a.profile()?;
-        let d = date.to_string();
-        let get = |f: &str| form.get(f).map_or("", |v| v.trim());
-        let mut fields: Vec<(&'static str, &str)> = vec![
-            ("date", &d),
-            ("class", &class_for_job),
-            ("content", get("content")),
-        ];
-        fields.extend(AFTERSCHOOL_FIELDS.iter().map(|f| (*f, get(f))));
-        let mut errors = HashMap::new();
-        match parse_fields(Kind::Afterschool, fields, &profile) {
-            Ok(RowItem::Record(r)) => {
-                a.write_records(&[r], "desk afterschool", now_ms())?;
-            }
-            Ok(RowItem::Class(_)) => {}
-            Err(e) => {
-                errors.insert(
-                    hard_error_field(&e).unwrap_or("participants").to_owned(),
-                    e.message(lang),
-                );
-            }
-        }
-        let report = a.report(date)?;
-        Ok((errors, report))
-    })
+    let (date, class) = (posted.date, &posted.class);
+    let saved = save_class_record(
+        &desk,
+        lang,
+        &posted,
+        Kind::Afterschool,
+        &AFTERSCHOOL_FORM_FIELDS,
+        "desk afterschool",
+        true,
+    )
     .await;
-    match outcome {
+    match saved {
         Ok((errors, report)) if errors.is_empty() => {
             // On to the next class still lacking its record, so a clerk goes down the list.
             let next = report
@@ -1320,27 +1348,19 @@ pub async fn afterschool_save(
             see_other(&format!(
                 "/afterschool?date={date}&class={}&saved={}",
                 url(&next),
-                url(&class)
+                url(class)
             ))
         }
         Ok((errors, report)) => {
-            let Some(chosen) = chosen(&report, Some(&class)) else {
+            let Some(chosen) = chosen(&report, Some(class)) else {
                 return no_classes(lang, date);
             };
-            let mut values: HashMap<&str, String> = AFTERSCHOOL_FIELDS
-                .iter()
-                .map(|f| (*f, posted.get(*f).cloned().unwrap_or_default()))
-                .collect();
-            values.insert(
-                "content",
-                posted.get("content").cloned().unwrap_or_default(),
-            );
             afterschool_page(
                 lang,
                 date,
                 &report,
                 chosen,
-                &values,
+                &posted.values(&AFTERSCHOOL_FORM_FIELDS),
                 &errors,
                 None,
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -368,7 +368,7 @@ async fn changes(
     let limit = q.limit.unwrap_or(1000).clamp(1, FEED_LIMIT_MAX);
     tracing::info!(reader = %claims.id, after = q.after, "oversight feed read");
     let (node, gate) = (state.node.clone(), state.gate.clone());
-    let body = blocking(move || {
+    let (body, cursor) = blocking(move || {
         let mut out = Vec::new();
         let mut n = 0;
         let mut from = feed_key(q.after.saturating_add(1));
@@ -416,7 +416,6 @@ async fn changes(
         Ok((out, cursor))
     })
     .await?;
-    let (body, cursor) = body;
     Ok((
         [
             (header::CONTENT_TYPE, "application/x-ndjson".to_owned()),

@@ -135,29 +135,44 @@ pub fn schools(store: &DocStore) -> Result<BTreeMap<SchoolId, SchoolInfo>, Store
     Ok(out)
 }
 
-/// School-day tallies from `from` to `to`, per (date, school).
-pub fn days(
+/// Every entry under `prefix(date)` for each date from `from` to `to` (at most
+/// [`PERIOD_DAYS_MAX`](super::calendar::PERIOD_DAYS_MAX) days), decoded as `T`, keyed by
+/// (date, the rest of the key); entries that do not decode are skipped.
+fn by_date<T: serde::de::DeserializeOwned>(
     store: &DocStore,
     from: NaiveDate,
     to: NaiveDate,
-) -> Result<BTreeMap<(NaiveDate, SchoolId), SchoolDay>, StoreError> {
+    prefix: impl Fn(NaiveDate) -> String,
+) -> Result<BTreeMap<(NaiveDate, String), T>, StoreError> {
     let mut out = BTreeMap::new();
     for date in from
         .iter_days()
         .take_while(|d| *d <= to)
         .take(super::calendar::PERIOD_DAYS_MAX as usize)
     {
-        let prefix = format!("o/d/{date}/");
+        let prefix = prefix(date);
         for (k, v) in store.scan_raw(prefix.as_bytes())? {
-            let Ok(school) = String::from_utf8_lossy(&k[prefix.len()..]).parse::<SchoolId>() else {
-                continue;
-            };
-            if let Ok(day) = serde_json::from_slice::<SchoolDay>(&v) {
-                out.insert((date, school), day);
+            let rest = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            if let Ok(value) = serde_json::from_slice::<T>(&v) {
+                out.insert((date, rest), value);
             }
         }
     }
     Ok(out)
+}
+
+/// School-day tallies from `from` to `to`, per (date, school).
+pub fn days(
+    store: &DocStore,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<BTreeMap<(NaiveDate, SchoolId), SchoolDay>, StoreError> {
+    Ok(
+        by_date::<SchoolDay>(store, from, to, |date| format!("o/d/{date}/"))?
+            .into_iter()
+            .filter_map(|((date, school), day)| Some(((date, school.parse().ok()?), day)))
+            .collect(),
+    )
 }
 
 /// Class-day facts of one school from `from` to `to`, per (date, class).
@@ -167,21 +182,7 @@ pub fn class_facts(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<BTreeMap<(NaiveDate, String), Tally>, StoreError> {
-    let mut out = BTreeMap::new();
-    for date in from
-        .iter_days()
-        .take_while(|d| *d <= to)
-        .take(super::calendar::PERIOD_DAYS_MAX as usize)
-    {
-        let prefix = format!("o/f/{school}/{date}/");
-        for (k, v) in store.scan_raw(prefix.as_bytes())? {
-            let class = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            if let Ok(t) = serde_json::from_slice::<Tally>(&v) {
-                out.insert((date, class), t);
-            }
-        }
-    }
-    Ok(out)
+    by_date(store, from, to, |date| format!("o/f/{school}/{date}/"))
 }
 
 /// "5+2" over a week: classes with an after-school session of at least two hours on every
