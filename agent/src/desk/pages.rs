@@ -116,6 +116,17 @@ async fn with_agent<T: Send + 'static>(
         .map_err(|e| error_page(&e, lang))
 }
 
+/// The day a page asks for (`?date=`, default today) and its report; an error becomes its page.
+async fn day_report(
+    desk: &Desk,
+    lang: Lang,
+    q: &PageQuery,
+) -> Result<(NaiveDate, Vec<ClassReport>), Response> {
+    let date = day(q.date.as_deref()).map_err(|e| bad_date(e, lang))?;
+    let report = with_agent(desk, lang, move |a| a.report(date)).await?;
+    Ok((date, report))
+}
+
 fn bad_date(e: HardError, lang: Lang) -> Response {
     error_page(&AppError::Refused(e), lang)
 }
@@ -495,12 +506,8 @@ pub async fn attendance_form(
     Extension(lang): Extension<Lang>,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let date = match day(q.date.as_deref()) {
-        Ok(d) => d,
-        Err(e) => return bad_date(e, lang),
-    };
-    let report = match with_agent(&desk, lang, move |a| a.report(date)).await {
-        Ok(r) => r,
+    let (date, report) = match day_report(&desk, lang, &q).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
     attendance_page(lang, date, &report, None, &HashMap::new(), StatusCode::OK)
@@ -746,12 +753,8 @@ pub async fn homework_form(
     Extension(lang): Extension<Lang>,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let date = match day(q.date.as_deref()) {
-        Ok(d) => d,
-        Err(e) => return bad_date(e, lang),
-    };
-    let report = match with_agent(&desk, lang, move |a| a.report(date)).await {
-        Ok(r) => r,
+    let (date, report) = match day_report(&desk, lang, &q).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
     let Some(class) = chosen(&report, q.class.as_deref()) else {
@@ -1149,12 +1152,8 @@ pub async fn afterschool_form(
     Extension(lang): Extension<Lang>,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let date = match day(q.date.as_deref()) {
-        Ok(d) => d,
-        Err(e) => return bad_date(e, lang),
-    };
-    let report = match with_agent(&desk, lang, move |a| a.report(date)).await {
-        Ok(r) => r,
+    let (date, report) = match day_report(&desk, lang, &q).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
     let Some(class) = chosen(&report, q.class.as_deref()) else {
